@@ -1,0 +1,35 @@
+"""cnnkit: fast convolutional neural networks on the CPU.
+
+A C++17 core (OpenMP threads, SIMD kernels) does the arithmetic on float32 NCHW minibatches;
+``cnnkit.functional`` exposes every op and its backward pass on NumPy arrays.
+"""
+from . import _core
+from . import functional
+
+__version__ = _core.__version__
+
+get_num_threads = _core.get_num_threads
+
+
+def set_num_threads(n):
+    """Set how many threads cnnkit's parallel regions use (n >= 1); applies to later calls."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    _core.set_num_threads(n)
+
+
+def show_config(file=None):
+    """Print cnnkit's version, OpenMP support, thread count and the SIMD tier in use."""
+    lines = [
+        f"cnnkit {__version__}",
+        f"  OpenMP:      {'on' if _core.openmp_enabled() else 'off (serial build)'}",
+        f"  threads:     {_core.get_num_threads()}",
+        f"  SIMD tier:   {_core.simd_tier()} (supported: {', '.join(_core.simd_tiers_supported())})",
+    ]
+    note = _core.simd_tier_note()
+    if note:
+        lines.append(f"  note:        {note}")
+    print("\n".join(lines), file=file)
+
+
+__all__ = ["functional", "get_num_threads", "set_num_threads", "show_config", "__version__"]

@@ -1,0 +1,38 @@
+// Shared vocabulary of the core: the error type that bindings turn into ValueError, and the
+// caller-owned Workspace that ops take their scratch memory from (reused across calls, so a
+// training step touches no fresh pages).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace cnnkit {
+
+// Bad sizes or arguments found by an op's shape function; bindings map it to ValueError.
+class ShapeError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Grow-only, 64-byte aligned scratch buffers in a few numbered slots. A slot's contents are
+// unspecified after buffer() returns; distinct slots never alias. Not thread-safe: one
+// Workspace per thread of callers (ops use it only outside their parallel regions).
+class Workspace {
+ public:
+  static constexpr int kSlots = 4;
+  float* buffer(int slot, std::size_t count);
+
+ private:
+  struct Free { void operator()(float* p) const; };
+  std::unique_ptr<float, Free> data_[kSlots];
+  std::size_t size_[kSlots] = {};
+};
+
+// 64-byte aligned allocation for float arrays; throws std::bad_alloc.
+float* aligned_alloc_floats(std::size_t count);
+void aligned_free(void* p);
+
+}  // namespace cnnkit

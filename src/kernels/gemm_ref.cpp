@@ -1,0 +1,46 @@
+// gemm__ref: the naive GEMM every faster tier is held to, and DenseOperand packing.
+#include <algorithm>
+#include <vector>
+
+#include "kernels/gemm.hpp"
+
+namespace cnnkit {
+
+void DenseOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
+                        float* dst) const {
+  const int64_t panels = (no + width - 1) / width;
+  for (int64_t p = 0; p < panels; ++p) {
+    for (int64_t k = 0; k < nk; ++k) {
+      float* d = dst + (p * nk + k) * width;
+      for (int r = 0; r < width; ++r) {
+        const int64_t o = p * width + r;
+        d[r] = o < no ? data_[(o0 + o) * so_ + (k0 + k) * sk_] : 0.0f;
+      }
+    }
+  }
+}
+
+void gemm__ref(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand& A,
+               const GemmOperand& B, float beta, float* C, int64_t ldc,
+               const GemmEpilogue& ep) {
+  // Unpack both operands whole (width 1 makes panel p = row p): a[i*K + k], b[j*K + k].
+  std::vector<float> a(std::max<int64_t>(1, M * K)), b(std::max<int64_t>(1, N * K));
+  if (K > 0) {
+    A.pack(0, M, 0, K, 1, a.data());
+    B.pack(0, N, 0, K, 1, b.data());
+  }
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < K; ++k) acc += a[i * K + k] * b[j * K + k];
+      float c = alpha * acc;
+      if (beta != 0.0f) c += beta * C[i * ldc + j];
+      if (ep.row_bias) c += ep.row_bias[i];
+      if (ep.col_bias) c += ep.col_bias[j];
+      if (ep.relu) c = std::max(c, 0.0f);
+      C[i * ldc + j] = c;
+    }
+  }
+}
+
+}  // namespace cnnkit

@@ -1,0 +1,279 @@
+"""Float64 NumPy references, written from the formulas, that cnnkit's float32 ops are held to.
+
+Nothing here calls cnnkit. Convolution is explicit im2col + einsum; pooling is a loop over
+output positions. Padding is given per side: conv and pool take pads = (top, bottom, left,
+right) for 2-D and (left, right) for 1-D. Every reference itself is gradchecked by central
+finite differences in tests/test_reference.py.
+"""
+import numpy as np
+
+
+def f64(a):
+    return np.asarray(a, dtype=np.float64)
+
+
+# --- convolution ----------------------------------------------------------------------------
+
+def conv2d_out_size(size, k, stride, pad_before, pad_after, dilation):
+    return (size + pad_before + pad_after - dilation * (k - 1) - 1) // stride + 1
+
+
+def _conv2d_cols(x, KH, KW, stride, pads, dilation):
+    """im2col: cols[n, c, kh, kw, oh, ow] = xpad[n, c, oh*SH + kh*DH, ow*SW + kw*DW]."""
+    N, C, H, W = x.shape
+    SH, SW = stride
+    PT, PB, PL, PR = pads
+    DH, DW = dilation
+    OH = conv2d_out_size(H, KH, SH, PT, PB, DH)
+    OW = conv2d_out_size(W, KW, SW, PL, PR, DW)
+    xp = np.pad(x, ((0, 0), (0, 0), (PT, PB), (PL, PR)))
+    cols = np.empty((N, C, KH, KW, OH, OW))
+    for kh in range(KH):
+        for kw in range(KW):
+            h0, w0 = kh * DH, kw * DW
+            cols[:, :, kh, kw] = xp[:, :, h0:h0 + SH * (OH - 1) + 1:SH, w0:w0 + SW * (OW - 1) + 1:SW]
+    return cols, OH, OW
+
+
+def conv2d(x, w, b=None, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1)):
+    """y[n, o, i, j] = b[o] + sum_{c, kh, kw} xpad[n, c, i*SH + kh*DH, j*SW + kw*DW] * w[o, c, kh, kw]."""
+    x, w = f64(x), f64(w)
+    cols, _, _ = _conv2d_cols(x, w.shape[2], w.shape[3], stride, pads, dilation)
+    y = np.einsum("nckhij,ockh->noij", cols, w)
+    if b is not None:
+        y += f64(b)[None, :, None, None]
+    return y
+
+
+def conv2d_backward(dy, x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1)):
+    """(dx, dw, db) of conv2d for upstream gradient dy."""
+    dy, x, w = f64(dy), f64(x), f64(w)
+    N, C, H, W = x.shape
+    _, _, KH, KW = w.shape
+    SH, SW = stride
+    PT, PB, PL, PR = pads
+    DH, DW = dilation
+    cols, OH, OW = _conv2d_cols(x, KH, KW, stride, pads, dilation)
+    dw = np.einsum("nckhij,noij->ockh", cols, dy)
+    dcols = np.einsum("noij,ockh->nckhij", dy, w)
+    dxp = np.zeros((N, C, H + PT + PB, W + PL + PR))
+    for kh in range(KH):
+        for kw in range(KW):
+            h0, w0 = kh * DH, kw * DW
+            dxp[:, :, h0:h0 + SH * (OH - 1) + 1:SH, w0:w0 + SW * (OW - 1) + 1:SW] += dcols[:, :, kh, kw]
+    dx = dxp[:, :, PT:PT + H, PL:PL + W]
+    db = dy.sum(axis=(0, 2, 3))
+    return dx, dw, db
+
+
+def conv1d(x, w, b=None, stride=1, pads=(0, 0), dilation=1):
+    """conv2d with H = KH = 1 on x (N, C, L), w (OC, C, K)."""
+    y = conv2d(f64(x)[:, :, None, :], f64(w)[:, :, None, :], b, (1, stride), (0, 0) + tuple(pads),
+               (1, dilation))
+    return y[:, :, 0, :]
+
+
+def conv1d_backward(dy, x, w, stride=1, pads=(0, 0), dilation=1):
+    dx, dw, db = conv2d_backward(f64(dy)[:, :, None, :], f64(x)[:, :, None, :],
+                                 f64(w)[:, :, None, :], (1, stride), (0, 0) + tuple(pads),
+                                 (1, dilation))
+    return dx[:, :, 0, :], dw[:, :, 0, :], db
+
+
+# --- pooling --------------------------------------------------------------------------------
+
+def _pool_out(size, k, stride, before, after):
+    return (size + before + after - k) // stride + 1
+
+
+def max_pool2d(x, kernel, stride, pads=(0, 0, 0, 0)):
+    """(y, indices): max over each window with padding as -inf; indices are flat h * W + w in
+    the input plane of the first maximum (a NaN wins)."""
+    x = f64(x)
+    N, C, H, W = x.shape
+    KH, KW = kernel
+    SH, SW = stride
+    PT, PB, PL, PR = pads
+    OH, OW = _pool_out(H, KH, SH, PT, PB), _pool_out(W, KW, SW, PL, PR)
+    xp = np.pad(x, ((0, 0), (0, 0), (PT, PB), (PL, PR)), constant_values=-np.inf)
+    y = np.empty((N, C, OH, OW))
+    idx = np.empty((N, C, OH, OW), dtype=np.int64)
+    for i in range(OH):
+        for j in range(OW):
+            win = xp[:, :, i * SH:i * SH + KH, j * SW:j * SW + KW].reshape(N, C, KH * KW)
+            nan = np.isnan(win)
+            # first maximum, but a NaN wins (its last occurrence, as PyTorch's running update)
+            k = np.where(nan.any(-1), KH * KW - 1 - np.argmax(nan[..., ::-1], -1), np.argmax(win, -1))
+            y[:, :, i, j] = np.take_along_axis(win, k[..., None], -1)[..., 0]
+            h = i * SH + k // KW - PT
+            w = j * SW + k % KW - PL
+            idx[:, :, i, j] = h * W + w
+    return y, idx
+
+
+def max_pool2d_backward(dy, idx, input_shape):
+    dy = f64(dy)
+    N, C, H, W = input_shape
+    dx = np.zeros((N * C, H * W))
+    flat_dy = dy.reshape(N * C, -1)
+    flat_idx = np.asarray(idx).reshape(N * C, -1)
+    for p in range(N * C):
+        np.add.at(dx[p], flat_idx[p], flat_dy[p])
+    return dx.reshape(input_shape)
+
+
+def _avg_divisors(H, W, kernel, stride, pads, count_include_pad):
+    KH, KW = kernel
+    SH, SW = stride
+    PT, PB, PL, PR = pads
+    OH, OW = _pool_out(H, KH, SH, PT, PB), _pool_out(W, KW, SW, PL, PR)
+    if count_include_pad:
+        return np.full((OH, OW), float(KH * KW))
+    ones = np.pad(np.ones((H, W)), ((PT, PB), (PL, PR)))
+    d = np.empty((OH, OW))
+    for i in range(OH):
+        for j in range(OW):
+            d[i, j] = ones[i * SH:i * SH + KH, j * SW:j * SW + KW].sum()
+    return d
+
+
+def avg_pool2d(x, kernel, stride, pads=(0, 0, 0, 0), count_include_pad=True):
+    x = f64(x)
+    N, C, H, W = x.shape
+    KH, KW = kernel
+    SH, SW = stride
+    PT, PB, PL, PR = pads
+    div = _avg_divisors(H, W, kernel, stride, pads, count_include_pad)
+    OH, OW = div.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (PT, PB), (PL, PR)))
+    y = np.empty((N, C, OH, OW))
+    for i in range(OH):
+        for j in range(OW):
+            y[:, :, i, j] = xp[:, :, i * SH:i * SH + KH, j * SW:j * SW + KW].sum(axis=(2, 3)) / div[i, j]
+    return y
+
+
+def avg_pool2d_backward(dy, input_shape, kernel, stride, pads=(0, 0, 0, 0), count_include_pad=True):
+    dy = f64(dy)
+    N, C, H, W = input_shape
+    KH, KW = kernel
+    SH, SW = stride
+    PT, PB, PL, PR = pads
+    div = _avg_divisors(H, W, kernel, stride, pads, count_include_pad)
+    OH, OW = div.shape
+    dxp = np.zeros((N, C, H + PT + PB, W + PL + PR))
+    for i in range(OH):
+        for j in range(OW):
+            dxp[:, :, i * SH:i * SH + KH, j * SW:j * SW + KW] += (dy[:, :, i, j] / div[i, j])[:, :, None, None]
+    return dxp[:, :, PT:PT + H, PL:PL + W]
+
+
+def max_pool1d(x, kernel, stride, pads=(0, 0)):
+    y, idx = max_pool2d(f64(x)[:, :, None, :], (1, kernel), (1, stride), (0, 0) + tuple(pads))
+    return y[:, :, 0, :], idx[:, :, 0, :]
+
+
+def avg_pool1d(x, kernel, stride, pads=(0, 0), count_include_pad=True):
+    return avg_pool2d(f64(x)[:, :, None, :], (1, kernel), (1, stride), (0, 0) + tuple(pads),
+                      count_include_pad)[:, :, 0, :]
+
+
+def avg_pool1d_backward(dy, input_shape, kernel, stride, pads=(0, 0), count_include_pad=True):
+    N, C, L = input_shape
+    dx = avg_pool2d_backward(f64(dy)[:, :, None, :], (N, C, 1, L), (1, kernel), (1, stride),
+                             (0, 0) + tuple(pads), count_include_pad)
+    return dx[:, :, 0, :]
+
+
+def global_avg_pool2d(x):
+    return f64(x).mean(axis=(2, 3))
+
+
+def global_avg_pool2d_backward(dy, input_shape):
+    N, C, H, W = input_shape
+    return np.broadcast_to(f64(dy)[:, :, None, None] / (H * W), input_shape).copy()
+
+
+# --- dense, activations, softmax, loss --------------------------------------------------------
+
+def linear(x, w, b=None):
+    y = f64(x) @ f64(w).T
+    return y + f64(b) if b is not None else y
+
+
+def linear_backward(dy, x, w):
+    dy, x, w = f64(dy), f64(x), f64(w)
+    dy2, x2 = dy.reshape(-1, dy.shape[-1]), x.reshape(-1, x.shape[-1])
+    return dy @ w, dy2.T @ x2, dy2.sum(axis=0)
+
+
+def relu(x):
+    return np.maximum(f64(x), 0.0)
+
+
+def relu_backward(dy, y):
+    return f64(dy) * (f64(y) > 0)
+
+
+def sigmoid(x):
+    x = f64(x)
+    return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))
+
+
+def sigmoid_backward(dy, y):
+    y = f64(y)
+    return f64(dy) * y * (1.0 - y)
+
+
+def tanh(x):
+    return np.tanh(f64(x))
+
+
+def tanh_backward(dy, y):
+    y = f64(y)
+    return f64(dy) * (1.0 - y * y)
+
+
+def softmax(x, axis=-1):
+    x = f64(x)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_backward(dy, y, axis=-1):
+    dy, y = f64(dy), f64(y)
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+
+
+def cross_entropy(logits, labels):
+    """mean_n [logsumexp(logits[n]) - logits[n, labels[n]]]."""
+    x = f64(logits)
+    m = x.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(x - m).sum(axis=1)) + m[:, 0]
+    labels = np.asarray(labels, dtype=np.int64)
+    return float(np.mean(lse - x[np.arange(len(labels)), labels]))
+
+
+def cross_entropy_backward(logits, labels, grad=1.0):
+    p = softmax(logits, axis=1)
+    labels = np.asarray(labels, dtype=np.int64)
+    p[np.arange(len(labels)), labels] -= 1.0
+    return p * grad / len(labels)
+
+
+# --- finite differences ---------------------------------------------------------------------
+
+def numerical_grad(f, x, eps=1e-6):
+    """Central differences of the scalar f at float64 x: df/dx, same shape as x."""
+    x = np.array(x, dtype=np.float64)
+    g = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        fp = f(x)
+        flat[i] = old - eps
+        fm = f(x)
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * eps)
+    return g

@@ -1,0 +1,104 @@
+"""The float64 references are themselves checked: each backward against central finite
+differences of its forward (float64, step 1e-6: worst error ~1e-7 on this machine), on tiny
+shapes with stride, padding (asymmetric too) and dilation."""
+import numpy as np
+import pytest
+
+import reference as ref
+
+
+def gradcheck(forward, backward_grads, inputs, rng, tol=1e-6):
+    """forward(*inputs) -> y; backward_grads(dy, *inputs) -> grads of each input, in order.
+    Checks d(sum(y * dy))/d(input) for every input."""
+    y = forward(*inputs)
+    dy = rng.standard_normal(np.shape(y))
+    grads = backward_grads(dy, *inputs)
+    for i, (x, g) in enumerate(zip(inputs, grads)):
+        def loss(v, i=i):
+            args = list(inputs)
+            args[i] = v
+            return float(np.sum(forward(*args) * dy))
+        num = ref.numerical_grad(loss, x)
+        np.testing.assert_allclose(g, num, rtol=tol, atol=tol, err_msg=f"input {i}")
+
+
+CONV2D_CASES = {
+    "plain": dict(shape=(2, 2, 5, 6), oc=3, k=(3, 3), stride=(1, 1), pads=(0, 0, 0, 0), dil=(1, 1)),
+    "stride_pad": dict(shape=(1, 2, 6, 5), oc=2, k=(3, 2), stride=(2, 3), pads=(1, 1, 2, 2), dil=(1, 1)),
+    "asym_pad": dict(shape=(1, 1, 5, 5), oc=2, k=(2, 2), stride=(2, 2), pads=(0, 1, 0, 1), dil=(1, 1)),
+    "dilated": dict(shape=(1, 2, 7, 6), oc=2, k=(2, 3), stride=(1, 2), pads=(1, 0, 1, 1), dil=(2, 2)),
+}
+
+
+@pytest.mark.parametrize("case", CONV2D_CASES.values(), ids=CONV2D_CASES.keys())
+def test_conv2d_reference_gradients(case, rng):
+    x = rng.standard_normal(case["shape"])
+    w = rng.standard_normal((case["oc"], case["shape"][1]) + case["k"])
+    b = rng.standard_normal(case["oc"])
+    args = dict(stride=case["stride"], pads=case["pads"], dilation=case["dil"])
+    gradcheck(lambda x, w, b: ref.conv2d(x, w, b, **args),
+              lambda dy, x, w, b: ref.conv2d_backward(dy, x, w, **args), [x, w, b], rng)
+
+
+def test_conv1d_reference_gradients(rng):
+    x, w, b = rng.standard_normal((2, 2, 9)), rng.standard_normal((3, 2, 3)), rng.standard_normal(3)
+    args = dict(stride=2, pads=(1, 2), dilation=2)
+    gradcheck(lambda x, w, b: ref.conv1d(x, w, b, **args),
+              lambda dy, x, w, b: ref.conv1d_backward(dy, x, w, **args), [x, w, b], rng)
+
+
+def test_conv2d_reference_by_definition(rng):
+    """One output element summed by hand from the formula."""
+    x, w = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((1, 2, 3, 3))
+    y = ref.conv2d(x, w, stride=(2, 2), pads=(1, 1, 1, 1))
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    assert y.shape == (1, 1, 3, 3)
+    assert np.isclose(y[0, 0, 1, 2], np.sum(xp[0, :, 2:5, 4:7] * w[0]))
+
+
+@pytest.mark.parametrize("pads", [(0, 0, 0, 0), (1, 0, 1, 1)])
+def test_avg_pool_reference_gradients(pads, rng):
+    x = rng.standard_normal((2, 2, 5, 6))
+    for cip in (True, False):
+        args = dict(kernel=(2, 3), stride=(2, 2), pads=pads, count_include_pad=cip)
+        gradcheck(lambda x: ref.avg_pool2d(x, **args),
+                  lambda dy, x: [ref.avg_pool2d_backward(dy, x.shape, **args)], [x], rng)
+
+
+def test_max_pool_reference_gradients(rng):
+    x = rng.permutation(2 * 2 * 5 * 6).reshape(2, 2, 5, 6).astype(np.float64)  # no ties
+    args = dict(kernel=(3, 2), stride=(2, 2), pads=(1, 1, 1, 1))
+    gradcheck(lambda x: ref.max_pool2d(x, **args)[0],
+              lambda dy, x: [ref.max_pool2d_backward(dy, ref.max_pool2d(x, **args)[1], x.shape)],
+              [x], rng)
+
+
+def test_max_pool_reference_indices():
+    x = np.array([[[[1.0, 5.0, 2.0], [7.0, 0.0, 7.0], [3.0, np.nan, 4.0]]]])
+    y, idx = ref.max_pool2d(x, (2, 2), (1, 1))
+    assert idx.tolist() == [[[[3, 5], [7, 7]]]]
+    assert np.isnan(y[0, 0, 1]).all() and y[0, 0, 0].tolist() == [7.0, 7.0]
+
+
+def test_dense_and_elementwise_reference_gradients(rng):
+    x, w, b = rng.standard_normal((3, 4)), rng.standard_normal((5, 4)), rng.standard_normal(5)
+    gradcheck(ref.linear, lambda dy, x, w, b: ref.linear_backward(dy, x, w), [x, w, b], rng)
+    z = rng.standard_normal((3, 7)) * 3
+    gradcheck(ref.sigmoid, lambda dy, z: [ref.sigmoid_backward(dy, ref.sigmoid(z))], [z], rng)
+    gradcheck(ref.tanh, lambda dy, z: [ref.tanh_backward(dy, ref.tanh(z))], [z], rng)
+    gradcheck(ref.relu, lambda dy, z: [ref.relu_backward(dy, ref.relu(z))], [z], rng)
+    gradcheck(ref.softmax, lambda dy, z: [ref.softmax_backward(dy, ref.softmax(z))], [z], rng)
+    gradcheck(lambda z: ref.softmax(z, axis=0),
+              lambda dy, z: [ref.softmax_backward(dy, ref.softmax(z, axis=0), axis=0)], [z], rng)
+    gradcheck(ref.global_avg_pool2d,
+              lambda dy, x: [ref.global_avg_pool2d_backward(dy, x.shape)],
+              [rng.standard_normal((2, 3, 2, 3))], rng)
+
+
+def test_cross_entropy_reference(rng):
+    z, labels = rng.standard_normal((4, 6)) * 5, np.array([0, 5, 2, 2])
+    num = ref.numerical_grad(lambda v: ref.cross_entropy(v, labels), z)
+    np.testing.assert_allclose(ref.cross_entropy_backward(z, labels), num, rtol=1e-6, atol=1e-7)
+    # log-sum-exp with the max subtracted: huge logits stay finite
+    assert np.isfinite(ref.cross_entropy(np.array([[1000.0, -1000.0]]), [1]))
+    assert np.isclose(ref.cross_entropy(np.zeros((2, 4)), [1, 3]), np.log(4))
