@@ -673,7 +673,12 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("probs"), py::arg("labels"), py::arg("grad") = 1.0f);
 
-  // --- kernels, for tests and benchmarks ------------------------------------------------------
+  // --- kernels and internals, for tests and benchmarks ------------------------------------------
+  // The address of the float32 buffer an op would read for x: equal to x's own data address
+  // exactly when the conversion is zero-copy.
+  m.def("_float32_input_address", [](py::handle x) {
+    return reinterpret_cast<std::uintptr_t>(as_float(x, "_float32_input_address", "x").data());
+  });
   m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
         py::arg("c") = py::none(), py::arg("tier") = py::none());
