@@ -232,13 +232,16 @@ Pool2dShape pool_shape_from(const std::vector<int64_t>& in, bool one_d, const st
                               stride[1], pad[0], pad[1], pad[2], pad[3]);
 }
 
-py::tuple max_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d) {
+py::tuple max_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d, bool ref = false) {
   FArray y = empty(pool_out_shape(s, one_d));
   Shape oshape = pool_out_shape(s, one_d);
   py::array_t<int64_t> idx(oshape);
   {
     py::gil_scoped_release nogil;
-    max_pool2d_forward(y.mutable_data(), idx.mutable_data(), x.data(), s);
+    if (ref)
+      max_pool2d_forward__ref(y.mutable_data(), idx.mutable_data(), x.data(), s);
+    else
+      max_pool2d_forward(y.mutable_data(), idx.mutable_data(), x.data(), s);
   }
   return py::make_tuple(y, idx);
 }
@@ -268,11 +271,14 @@ FArray max_pool_backward(py::handle grad_output, py::handle indices,
 }
 
 FArray avg_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d,
-                        bool count_include_pad) {
+                        bool count_include_pad, bool ref = false) {
   FArray y = empty(pool_out_shape(s, one_d));
   {
     py::gil_scoped_release nogil;
-    avg_pool2d_forward(y.mutable_data(), x.data(), s, count_include_pad);
+    if (ref)
+      avg_pool2d_forward__ref(y.mutable_data(), x.data(), s, count_include_pad);
+    else
+      avg_pool2d_forward(y.mutable_data(), x.data(), s, count_include_pad);
   }
   return y;
 }
@@ -432,11 +438,13 @@ PYBIND11_MODULE(_core, m) {
   // (left, right) ---------------------------------------------------------------------------
   m.def(
       "max_pool2d_forward",
-      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad) {
+      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool ref) {
         FArray x = as_float(x_obj, "max_pool2d", "input");
-        return max_pool_forward(x, pool2d_checked(x, "max_pool2d", kernel, stride, pad), false);
+        return max_pool_forward(x, pool2d_checked(x, "max_pool2d", kernel, stride, pad), false,
+                                ref);
       },
-      py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"));
+      py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
+      py::arg("ref") = false);
   m.def(
       "max_pool1d_forward",
       [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad) {
@@ -464,13 +472,13 @@ PYBIND11_MODULE(_core, m) {
       py::arg("stride"), py::arg("padding"));
   m.def(
       "avg_pool2d_forward",
-      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool cip) {
+      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool cip, bool ref) {
         FArray x = as_float(x_obj, "avg_pool2d", "input");
         return avg_pool_forward(x, pool2d_checked(x, "avg_pool2d", kernel, stride, pad), false,
-                                cip);
+                                cip, ref);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("count_include_pad"));
+      py::arg("count_include_pad"), py::arg("ref") = false);
   m.def(
       "avg_pool1d_forward",
       [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, bool cip) {

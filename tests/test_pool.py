@@ -177,6 +177,21 @@ def test_real_pool_shapes_from_bench(rng):
         np.testing.assert_array_equal(idx, idx_ref, err_msg=name)
 
 
+@pytest.mark.parametrize("case", POOL2D_CASES.values(), ids=POOL2D_CASES.keys())
+def test_fast_pooling_matches_cpp_ref_bit_for_bit(case, rng):
+    shape, k, s, p = case
+    stride = k if s is None else s
+    x = rng.standard_normal(shape).astype(np.float32)
+    args = (k, stride, pads4(p))
+    y, idx = cnnkit._core.max_pool2d_forward(x, *args)
+    y_ref, idx_ref = cnnkit._core.max_pool2d_forward(x, *args, ref=True)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+    for cip in (True, False):
+        np.testing.assert_array_equal(cnnkit._core.avg_pool2d_forward(x, *args, cip),
+                                      cnnkit._core.avg_pool2d_forward(x, *args, cip, ref=True))
+
+
 # --- PyTorch as a second opinion ------------------------------------------------------------
 
 @needs_torch

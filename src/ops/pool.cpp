@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -23,6 +24,17 @@ struct Window {
 inline Window window(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t extent) {
   const int64_t start = o * stride - pad;
   return {std::max<int64_t>(start, 0), std::min<int64_t>(start + kernel, extent)};
+}
+
+// a where mask is all ones, b where it is zero, without a branch.
+inline float select_bits(int32_t mask, float a, float b) {
+  int32_t ia, ib;
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  const int32_t r = (mask & ia) | (~mask & ib);
+  float out;
+  std::memcpy(&out, &r, 4);
+  return out;
 }
 
 // Pooling cost per plane in taps, for the parallel threshold.
@@ -78,27 +90,39 @@ Pool2dShape pool1d_shape(int64_t N, int64_t C, int64_t L, int64_t K, int64_t S, 
 void max_pool2d_forward(float* y, int64_t* argmax, const float* x, const Pool2dShape& s) {
   const int64_t planes = s.N * s.C, in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   parallel_for(planes, planes * plane_work(s), [&](int64_t p0, int64_t p1, int) {
+    const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW, KH = s.KH, KW = s.KW;
+    const int64_t SH = s.SH, SW = s.SW, PT = s.PT, PL = s.PL;
     for (int64_t p = p0; p < p1; ++p) {
       const float* xp = x + p * in_plane;
-      float* yp = y + p * out_plane;
-      int64_t* ap = argmax + p * out_plane;
-      for (int64_t oh = 0; oh < s.OH; ++oh) {
-        const Window wh = window(oh, s.SH, s.PT, s.KH, s.H);
-        for (int64_t ow = 0; ow < s.OW; ++ow) {
-          const Window ww = window(ow, s.SW, s.PL, s.KW, s.W);
-          float best = -std::numeric_limits<float>::infinity();
-          int64_t best_i = wh.lo * s.W + ww.lo;
-          for (int64_t h = wh.lo; h < wh.hi; ++h) {
-            for (int64_t w = ww.lo; w < ww.hi; ++w) {
-              const float v = xp[h * s.W + w];
-              if (v > best || std::isnan(v)) {  // PyTorch's rule: NaN wins
-                best = v;
-                best_i = h * s.W + w;
-              }
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        float* yr = y + p * out_plane + oh * OW;
+        int64_t* ar = argmax + p * out_plane + oh * OW;
+        const Window wh = window(oh, SH, PT, KH, H);
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          yr[ow] = -std::numeric_limits<float>::infinity();
+          ar[ow] = wh.lo * W + window(ow, SW, PL, KW, W).lo;
+        }
+        // Taps outermost, the row's outputs innermost: the outputs are independent, so the
+        // inner loop becomes compare-and-blend over a vector of outputs instead of a
+        // data-dependent branch per tap (random data mispredicts half of those). Each output
+        // still sees its taps in (h, w) order, so the first maximum wins and a NaN wins
+        // (PyTorch's rule); `|`, not `||`, keeps the condition branch-free.
+        for (int64_t h = wh.lo; h < wh.hi; ++h) {
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            const int64_t off = kw - PL;  // output ow reads input column ow * SW + off
+            const int64_t lo = off >= 0 ? 0 : (-off + SW - 1) / SW;
+            const int64_t hi = std::min<int64_t>(OW, (W - 1 - off) / SW + 1);
+            const float* xr = xp + h * W + off;
+            const int64_t base = h * W + off;
+            for (int64_t ow = lo; ow < hi; ++ow) {
+              const float v = xr[ow * SW], cur = yr[ow];
+              // all ones when this tap wins; the select is done with bit masks because GCC
+              // turns `take ? v : cur` back into a conditional branch
+              const int64_t take = -static_cast<int64_t>((v > cur) | (v != v));
+              yr[ow] = select_bits(static_cast<int32_t>(take), v, cur);
+              ar[ow] = (take & (base + ow * SW)) | (~take & ar[ow]);
             }
           }
-          yp[oh * s.OW + ow] = best;
-          ap[oh * s.OW + ow] = best_i;
         }
       }
     }
@@ -161,6 +185,46 @@ void avg_pool2d_backward(float* dx, const float* dy, const Pool2dShape& s,
       }
     }
   });
+}
+
+void max_pool2d_forward__ref(float* y, int64_t* argmax, const float* x, const Pool2dShape& s) {
+  for (int64_t p = 0; p < s.N * s.C; ++p)
+    for (int64_t oh = 0; oh < s.OH; ++oh)
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        float best = -std::numeric_limits<float>::infinity();
+        int64_t best_i = -1;
+        for (int64_t kh = 0; kh < s.KH; ++kh)
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const int64_t h = oh * s.SH - s.PT + kh, w = ow * s.SW - s.PL + kw;
+            if (h < 0 || h >= s.H || w < 0 || w >= s.W) continue;
+            const float v = x[p * s.H * s.W + h * s.W + w];
+            if (best_i < 0 || v > best || std::isnan(v)) {
+              best = v;
+              best_i = h * s.W + w;
+            }
+          }
+        y[(p * s.OH + oh) * s.OW + ow] = best;
+        argmax[(p * s.OH + oh) * s.OW + ow] = best_i;
+      }
+}
+
+void avg_pool2d_forward__ref(float* y, const float* x, const Pool2dShape& s,
+                             bool count_include_pad) {
+  for (int64_t p = 0; p < s.N * s.C; ++p)
+    for (int64_t oh = 0; oh < s.OH; ++oh)
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        float sum = 0.0f;
+        int64_t count = 0;
+        for (int64_t kh = 0; kh < s.KH; ++kh)
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const int64_t h = oh * s.SH - s.PT + kh, w = ow * s.SW - s.PL + kw;
+            if (h < 0 || h >= s.H || w < 0 || w >= s.W) continue;
+            sum += x[p * s.H * s.W + h * s.W + w];
+            ++count;
+          }
+        y[(p * s.OH + oh) * s.OW + ow] =
+            sum / static_cast<float>(count_include_pad ? s.KH * s.KW : count);
+      }
 }
 
 void global_avg_pool2d_forward(float* y, const float* x, int64_t NC, int64_t HW) {

@@ -40,6 +40,10 @@ void avg_pool2d_forward(float* y, const float* x, const Pool2dShape& s, bool cou
 void avg_pool2d_backward(float* dx, const float* dy, const Pool2dShape& s,
                          bool count_include_pad);
 
+// Direct loops testing every tap for padding: the truth the fast paths are held to.
+void max_pool2d_forward__ref(float* y, int64_t* argmax, const float* x, const Pool2dShape& s);
+void avg_pool2d_forward__ref(float* y, const float* x, const Pool2dShape& s, bool count_include_pad);
+
 // y [NC] = mean of each plane of x [NC, HW]; backward spreads dy / HW over the plane.
 void global_avg_pool2d_forward(float* y, const float* x, int64_t NC, int64_t HW);
 void global_avg_pool2d_backward(float* dx, const float* dy, int64_t NC, int64_t HW);
