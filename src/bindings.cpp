@@ -110,10 +110,63 @@ LArray as_labels(py::handle obj, int64_t N, int64_t K, const std::string& op) {
 
 FArray empty(const Shape& shape) { return FArray(shape); }
 
-// One Workspace per calling thread, reused across functional calls.
-Workspace& thread_workspace() {
-  thread_local Workspace ws;
-  return ws;
+bool overlaps(const py::array& a, const py::array& b) {
+  const char* a0 = static_cast<const char*>(a.data());
+  const char* b0 = static_cast<const char*>(b.data());
+  return a.nbytes() > 0 && b.nbytes() > 0 && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+// The array an op writes: a fresh one, or the caller's `out`, which must be a writable,
+// C-contiguous array of exactly the output's dtype and shape (never converted: a result
+// written into a converted copy would be silently lost) that does not overlap the inputs
+// (elementwise ops may pass an input itself, may_alias, to work in place).
+template <class T>
+py::array_t<T, py::array::c_style> output(py::handle out, const Shape& shape,
+                                          const std::string& op, const char* name,
+                                          std::initializer_list<const py::array*> inputs = {},
+                                          bool may_alias = false) {
+  using Out = py::array_t<T, py::array::c_style>;
+  if (out.is_none()) return Out(shape);
+  if (!py::isinstance<py::array>(out))
+    throw py::type_error(op + ": " + name + " must be a numpy array, got " +
+                         Py_TYPE(out.ptr())->tp_name);
+  auto a = py::reinterpret_borrow<py::array>(out);
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(op + ": " + name + " must have dtype " +
+                         std::string(py::str(py::dtype::of<T>())) + ", got " +
+                         std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style) || !a.writeable())
+    throw py::value_error(op + ": " + name + " must be a writable C-contiguous array");
+  expect_shape(a, shape, op, name);
+  for (const py::array* in : inputs) {
+    const bool same = a.data() == in->data() && a.nbytes() == in->nbytes();
+    if (overlaps(a, *in) && !(may_alias && same))
+      throw py::value_error(op + ": " + name + " overlaps an input array");
+  }
+  return py::reinterpret_borrow<Out>(a);
+}
+
+// Optional outputs of a backward pass: out is None or a sequence of `count` entries, each an
+// array or None.
+py::object out_item(py::handle out, size_t i, size_t count, const std::string& op) {
+  if (out.is_none()) return py::none();
+  if (!py::isinstance<py::sequence>(out) || py::len(out) != count)
+    throw py::type_error(op + ": out must be None or a sequence of " + std::to_string(count) +
+                         " arrays or None");
+  return py::reinterpret_borrow<py::sequence>(out)[i];
+}
+
+py::object opt(std::optional<FArray>& a) {
+  return a ? py::object(std::move(*a)) : py::object(py::none());
+}
+
+// The caller's Workspace (a layer keeps one across steps), else one per calling thread.
+Workspace& workspace_of(py::handle ws) {
+  thread_local Workspace per_thread;
+  if (ws.is_none()) return per_thread;
+  if (!py::isinstance<Workspace>(ws))
+    throw py::type_error("workspace must be a cnnkit._core.Workspace or None");
+  return ws.cast<Workspace&>();
 }
 
 using I2 = std::array<int64_t, 2>;
@@ -154,30 +207,40 @@ Shape conv_out_shape(const Conv2dShape& s, bool one_d) {
 }
 
 FArray conv_forward(const FArray& x, const FArray& w, py::handle bias, const Conv2dShape& s,
-                    bool one_d, const std::string& op, bool ref) {
+                    bool one_d, const std::string& op, bool ref, py::handle out, py::handle ws) {
   std::optional<FArray> b = optional_float(bias, op, "bias");
   if (b) expect_shape(*b, {s.OC}, op, "bias");
-  FArray y = empty(conv_out_shape(s, one_d));
+  FArray y = output<float>(out, conv_out_shape(s, one_d), op, "out", {&x, &w});
+  Workspace& workspace = workspace_of(ws);
   {
     py::gil_scoped_release nogil;
     const float* bp = b ? b->data() : nullptr;
     if (ref)
       conv2d_forward__ref(y.mutable_data(), x.data(), w.data(), bp, s);
     else
-      conv2d_forward(y.mutable_data(), x.data(), w.data(), bp, s, thread_workspace());
+      conv2d_forward(y.mutable_data(), x.data(), w.data(), bp, s, workspace);
   }
   return y;
 }
 
+// The gradients asked for, each into out[i] when given: (dx, dw, db).
 py::tuple conv_backward(py::handle grad_output, const FArray& x, const FArray& w,
                         const Conv2dShape& s, bool one_d, bool need_dx, bool need_dw,
-                        bool need_db, const std::string& op, bool ref) {
+                        bool need_db, const std::string& op, bool ref, py::handle out,
+                        py::handle ws) {
   FArray dy = as_float(grad_output, op, "grad_output");
   expect_shape(dy, conv_out_shape(s, one_d), op, "grad_output");
   std::optional<FArray> dx, dw, db;
-  if (need_dx) dx = FArray(Shape(x.shape(), x.shape() + x.ndim()));
-  if (need_dw) dw = FArray(Shape(w.shape(), w.shape() + w.ndim()));
-  if (need_db) db = FArray(Shape{s.OC});
+  if (need_dx)
+    dx = output<float>(out_item(out, 0, 3, op), Shape(x.shape(), x.shape() + x.ndim()), op,
+                       "out[0] (grad_input)", {&x, &w, &dy});
+  if (need_dw)
+    dw = output<float>(out_item(out, 1, 3, op), Shape(w.shape(), w.shape() + w.ndim()), op,
+                       "out[1] (grad_weight)", {&x, &w, &dy});
+  if (need_db)
+    db = output<float>(out_item(out, 2, 3, op), Shape{s.OC}, op, "out[2] (grad_bias)",
+                       {&x, &w, &dy});
+  Workspace& workspace = workspace_of(ws);
   {
     py::gil_scoped_release nogil;
     float* dxp = dx ? dx->mutable_data() : nullptr;
@@ -186,11 +249,8 @@ py::tuple conv_backward(py::handle grad_output, const FArray& x, const FArray& w
     if (ref)
       conv2d_backward__ref(dxp, dwp, dbp, dy.data(), x.data(), w.data(), s);
     else
-      conv2d_backward(dxp, dwp, dbp, dy.data(), x.data(), w.data(), s, thread_workspace());
+      conv2d_backward(dxp, dwp, dbp, dy.data(), x.data(), w.data(), s, workspace);
   }
-  auto opt = [](std::optional<FArray>& a) -> py::object {
-    return a ? py::object(std::move(*a)) : py::object(py::none());
-  };
   return py::make_tuple(opt(dx), opt(dw), opt(db));
 }
 
@@ -213,13 +273,14 @@ Shape pool_out_shape(const Pool2dShape& s, bool one_d) {
   return one_d ? Shape{s.N, s.C, s.OW} : Shape{s.N, s.C, s.OH, s.OW};
 }
 
-// input_shape given by the caller of a backward function: a tuple of ints of the right rank.
-FArray zeros_like_input(const std::vector<int64_t>& input_shape, size_t ndim,
-                        const std::string& op) {
+// The input gradient of a backward function given input_shape (a tuple of ints of the
+// right rank), fresh or into out.
+FArray input_grad(py::handle out, const std::vector<int64_t>& input_shape, size_t ndim,
+                  const std::string& op, std::initializer_list<const py::array*> inputs) {
   if (input_shape.size() != ndim)
     throw py::value_error(op + ": input_shape must have " + std::to_string(ndim) +
                           " entries, got " + std::to_string(input_shape.size()));
-  return FArray(Shape(input_shape.begin(), input_shape.end()));
+  return output<float>(out, Shape(input_shape.begin(), input_shape.end()), op, "out", inputs);
 }
 
 Pool2dShape pool_shape_from(const std::vector<int64_t>& in, bool one_d, const std::string& op,
@@ -232,10 +293,12 @@ Pool2dShape pool_shape_from(const std::vector<int64_t>& in, bool one_d, const st
                               stride[1], pad[0], pad[1], pad[2], pad[3]);
 }
 
-py::tuple max_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d, bool ref = false) {
-  FArray y = empty(pool_out_shape(s, one_d));
-  Shape oshape = pool_out_shape(s, one_d);
-  py::array_t<int64_t> idx(oshape);
+// out: None or (y, indices).
+py::tuple max_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d, bool ref,
+                           py::handle out, const std::string& op) {
+  const Shape oshape = pool_out_shape(s, one_d);
+  FArray y = output<float>(out_item(out, 0, 2, op), oshape, op, "out[0]", {&x});
+  auto idx = output<int64_t>(out_item(out, 1, 2, op), oshape, op, "out[1] (indices)", {&x});
   {
     py::gil_scoped_release nogil;
     if (ref)
@@ -248,7 +311,7 @@ py::tuple max_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d, bo
 
 FArray max_pool_backward(py::handle grad_output, py::handle indices,
                          const std::vector<int64_t>& input_shape, const Pool2dShape& s,
-                         bool one_d, const std::string& op) {
+                         bool one_d, const std::string& op, py::handle out) {
   FArray dy = as_float(grad_output, op, "grad_output");
   expect_shape(dy, pool_out_shape(s, one_d), op, "grad_output");
   py::array ia = py::array::ensure(indices);
@@ -262,7 +325,7 @@ FArray max_pool_backward(py::handle grad_output, py::handle indices,
     if (ip[i] < 0 || ip[i] >= plane)
       throw py::value_error(op + ": indices must be in [0, " + std::to_string(plane) +
                             ") (a position in the input plane), got " + std::to_string(ip[i]));
-  FArray dx = zeros_like_input(input_shape, one_d ? 3 : 4, op);
+  FArray dx = input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy, &idx});
   {
     py::gil_scoped_release nogil;
     max_pool2d_backward(dx.mutable_data(), dy.data(), idx.data(), s);
@@ -271,8 +334,8 @@ FArray max_pool_backward(py::handle grad_output, py::handle indices,
 }
 
 FArray avg_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d,
-                        bool count_include_pad, bool ref = false) {
-  FArray y = empty(pool_out_shape(s, one_d));
+                        bool count_include_pad, bool ref, py::handle out, const std::string& op) {
+  FArray y = output<float>(out, pool_out_shape(s, one_d), op, "out", {&x});
   {
     py::gil_scoped_release nogil;
     if (ref)
@@ -285,10 +348,10 @@ FArray avg_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d,
 
 FArray avg_pool_backward(py::handle grad_output, const std::vector<int64_t>& input_shape,
                          const Pool2dShape& s, bool one_d, bool count_include_pad,
-                         const std::string& op) {
+                         const std::string& op, py::handle out) {
   FArray dy = as_float(grad_output, op, "grad_output");
   expect_shape(dy, pool_out_shape(s, one_d), op, "grad_output");
-  FArray dx = zeros_like_input(input_shape, one_d ? 3 : 4, op);
+  FArray dx = input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy});
   {
     py::gil_scoped_release nogil;
     avg_pool2d_backward(dx.mutable_data(), dy.data(), s, count_include_pad);
@@ -302,9 +365,10 @@ FArray avg_pool_backward(py::handle grad_output, const std::vector<int64_t>& inp
 using Unary = void (*)(float*, const float*, int64_t);
 using UnaryBackward = void (*)(float*, const float*, const float*, int64_t);
 
-FArray unary(py::handle x_obj, Unary f, const std::string& op) {
+// out may be x itself (in place).
+FArray unary(py::handle x_obj, Unary f, const std::string& op, py::handle out) {
   FArray x = as_float(x_obj, op, "input");
-  FArray y = empty(Shape(x.shape(), x.shape() + x.ndim()));
+  FArray y = output<float>(out, Shape(x.shape(), x.shape() + x.ndim()), op, "out", {&x}, true);
   {
     py::gil_scoped_release nogil;
     f(y.mutable_data(), x.data(), x.size());
@@ -312,12 +376,14 @@ FArray unary(py::handle x_obj, Unary f, const std::string& op) {
   return y;
 }
 
+// out may be grad_output or y itself (in place).
 FArray unary_backward(py::handle dy_obj, py::handle y_obj, UnaryBackward f,
-                      const std::string& op) {
+                      const std::string& op, py::handle out) {
   FArray y = as_float(y_obj, op, "output");
   FArray dy = as_float(dy_obj, op, "grad_output");
   expect_shape(dy, Shape(y.shape(), y.shape() + y.ndim()), op, "grad_output");
-  FArray dx = empty(Shape(y.shape(), y.shape() + y.ndim()));
+  FArray dx = output<float>(out, Shape(y.shape(), y.shape() + y.ndim()), op, "out", {&dy, &y},
+                            true);
   {
     py::gil_scoped_release nogil;
     f(dx.mutable_data(), dy.data(), y.data(), y.size());
@@ -373,6 +439,10 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "cnnkit's compiled core (private: use cnnkit and cnnkit.functional)";
   m.attr("__version__") = CNNKIT_VERSION;
 
+  py::class_<Workspace>(m, "Workspace",
+                        "Scratch memory an op reuses across calls (a layer keeps one).")
+      .def(py::init<>());
+
   // --- configuration -----------------------------------------------------------------------
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &num_threads);
@@ -390,131 +460,140 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "conv2d_forward",
       [](py::handle x_obj, py::handle w_obj, py::handle bias, I2 stride, I4 pad, I2 dilation,
-         bool ref) {
+         bool ref, py::handle out, py::handle ws) {
         FArray x = as_float(x_obj, "conv2d", "input"), w = as_float(w_obj, "conv2d", "weight");
         Conv2dShape s = conv2d_checked(x, w, "conv2d", stride, pad, dilation);
-        return conv_forward(x, w, bias, s, false, "conv2d", ref);
+        return conv_forward(x, w, bias, s, false, "conv2d", ref, out, ws);
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("ref") = false);
+      py::arg("dilation"), py::arg("ref") = false, py::arg("out") = py::none(),
+      py::arg("workspace") = py::none());
   m.def(
       "conv2d_backward",
       [](py::handle dy, py::handle x_obj, py::handle w_obj, I2 stride, I4 pad, I2 dilation,
-         bool need_dx, bool need_dw, bool need_db, bool ref) {
+         bool need_dx, bool need_dw, bool need_db, bool ref, py::handle out, py::handle ws) {
         FArray x = as_float(x_obj, "conv2d_backward", "input");
         FArray w = as_float(w_obj, "conv2d_backward", "weight");
         Conv2dShape s = conv2d_checked(x, w, "conv2d_backward", stride, pad, dilation);
         return conv_backward(dy, x, w, s, false, need_dx, need_dw, need_db, "conv2d_backward",
-                             ref);
+                             ref, out, ws);
       },
       py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("stride"),
       py::arg("padding"), py::arg("dilation"), py::arg("need_dx"), py::arg("need_dw"),
-      py::arg("need_db"), py::arg("ref") = false);
+      py::arg("need_db"), py::arg("ref") = false, py::arg("out") = py::none(),
+      py::arg("workspace") = py::none());
   m.def(
       "conv1d_forward",
       [](py::handle x_obj, py::handle w_obj, py::handle bias, int64_t stride, I2 pad,
-         int64_t dilation, bool ref) {
+         int64_t dilation, bool ref, py::handle out, py::handle ws) {
         FArray x = as_float(x_obj, "conv1d", "input"), w = as_float(w_obj, "conv1d", "weight");
         Conv2dShape s = conv1d_checked(x, w, stride, pad, dilation);
-        return conv_forward(x, w, bias, s, true, "conv1d", ref);
+        return conv_forward(x, w, bias, s, true, "conv1d", ref, out, ws);
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("ref") = false);
+      py::arg("dilation"), py::arg("ref") = false, py::arg("out") = py::none(),
+      py::arg("workspace") = py::none());
   m.def(
       "conv1d_backward",
       [](py::handle dy, py::handle x_obj, py::handle w_obj, int64_t stride, I2 pad,
-         int64_t dilation, bool need_dx, bool need_dw, bool need_db, bool ref) {
+         int64_t dilation, bool need_dx, bool need_dw, bool need_db, bool ref, py::handle out,
+         py::handle ws) {
         FArray x = as_float(x_obj, "conv1d_backward", "input");
         FArray w = as_float(w_obj, "conv1d_backward", "weight");
         Conv2dShape s = conv1d_checked(x, w, stride, pad, dilation);
         return conv_backward(dy, x, w, s, true, need_dx, need_dw, need_db, "conv1d_backward",
-                             ref);
+                             ref, out, ws);
       },
       py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("stride"),
       py::arg("padding"), py::arg("dilation"), py::arg("need_dx"), py::arg("need_dw"),
-      py::arg("need_db"), py::arg("ref") = false);
+      py::arg("need_db"), py::arg("ref") = false, py::arg("out") = py::none(),
+      py::arg("workspace") = py::none());
 
   // --- pooling: 2-D takes (kh, kw), (sh, sw), (top, bottom, left, right); 1-D takes k, s,
   // (left, right) ---------------------------------------------------------------------------
   m.def(
       "max_pool2d_forward",
-      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool ref) {
+      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool ref, py::handle out) {
         FArray x = as_float(x_obj, "max_pool2d", "input");
         return max_pool_forward(x, pool2d_checked(x, "max_pool2d", kernel, stride, pad), false,
-                                ref);
+                                ref, out, "max_pool2d");
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("ref") = false);
+      py::arg("ref") = false, py::arg("out") = py::none());
   m.def(
       "max_pool1d_forward",
-      [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad) {
+      [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, py::handle out) {
         FArray x = as_float(x_obj, "max_pool1d", "input");
-        return max_pool_forward(x, pool1d_checked(x, "max_pool1d", kernel, stride, pad), true);
+        return max_pool_forward(x, pool1d_checked(x, "max_pool1d", kernel, stride, pad), true,
+                                false, out, "max_pool1d");
       },
-      py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"));
+      py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
+      py::arg("out") = py::none());
   m.def(
       "max_pool2d_backward",
-      [](py::handle dy, py::handle idx, std::vector<int64_t> in, I2 kernel, I2 stride, I4 pad) {
+      [](py::handle dy, py::handle idx, std::vector<int64_t> in, I2 kernel, I2 stride, I4 pad,
+         py::handle out) {
         Pool2dShape s = pool_shape_from(in, false, "max_pool2d_backward", kernel, stride, pad);
-        return max_pool_backward(dy, idx, in, s, false, "max_pool2d_backward");
+        return max_pool_backward(dy, idx, in, s, false, "max_pool2d_backward", out);
       },
       py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size"),
-      py::arg("stride"), py::arg("padding"));
+      py::arg("stride"), py::arg("padding"), py::arg("out") = py::none());
   m.def(
       "max_pool1d_backward",
       [](py::handle dy, py::handle idx, std::vector<int64_t> in, int64_t kernel, int64_t stride,
-         I2 pad) {
+         I2 pad, py::handle out) {
         Pool2dShape s = pool_shape_from(in, true, "max_pool1d_backward", {1, kernel},
                                         {1, stride}, {0, 0, pad[0], pad[1]});
-        return max_pool_backward(dy, idx, in, s, true, "max_pool1d_backward");
+        return max_pool_backward(dy, idx, in, s, true, "max_pool1d_backward", out);
       },
       py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size"),
-      py::arg("stride"), py::arg("padding"));
+      py::arg("stride"), py::arg("padding"), py::arg("out") = py::none());
   m.def(
       "avg_pool2d_forward",
-      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool cip, bool ref) {
+      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool cip, bool ref, py::handle out) {
         FArray x = as_float(x_obj, "avg_pool2d", "input");
         return avg_pool_forward(x, pool2d_checked(x, "avg_pool2d", kernel, stride, pad), false,
-                                cip, ref);
+                                cip, ref, out, "avg_pool2d");
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("count_include_pad"), py::arg("ref") = false);
+      py::arg("count_include_pad"), py::arg("ref") = false, py::arg("out") = py::none());
   m.def(
       "avg_pool1d_forward",
-      [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, bool cip) {
+      [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, bool cip, py::handle out) {
         FArray x = as_float(x_obj, "avg_pool1d", "input");
         return avg_pool_forward(x, pool1d_checked(x, "avg_pool1d", kernel, stride, pad), true,
-                                cip);
+                                cip, false, out, "avg_pool1d");
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("count_include_pad"));
+      py::arg("count_include_pad"), py::arg("out") = py::none());
   m.def(
       "avg_pool2d_backward",
-      [](py::handle dy, std::vector<int64_t> in, I2 kernel, I2 stride, I4 pad, bool cip) {
+      [](py::handle dy, std::vector<int64_t> in, I2 kernel, I2 stride, I4 pad, bool cip,
+         py::handle out) {
         Pool2dShape s = pool_shape_from(in, false, "avg_pool2d_backward", kernel, stride, pad);
-        return avg_pool_backward(dy, in, s, false, cip, "avg_pool2d_backward");
+        return avg_pool_backward(dy, in, s, false, cip, "avg_pool2d_backward", out);
       },
       py::arg("grad_output"), py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"),
-      py::arg("padding"), py::arg("count_include_pad"));
+      py::arg("padding"), py::arg("count_include_pad"), py::arg("out") = py::none());
   m.def(
       "avg_pool1d_backward",
       [](py::handle dy, std::vector<int64_t> in, int64_t kernel, int64_t stride, I2 pad,
-         bool cip) {
+         bool cip, py::handle out) {
         Pool2dShape s = pool_shape_from(in, true, "avg_pool1d_backward", {1, kernel},
                                         {1, stride}, {0, 0, pad[0], pad[1]});
-        return avg_pool_backward(dy, in, s, true, cip, "avg_pool1d_backward");
+        return avg_pool_backward(dy, in, s, true, cip, "avg_pool1d_backward", out);
       },
       py::arg("grad_output"), py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"),
-      py::arg("padding"), py::arg("count_include_pad"));
+      py::arg("padding"), py::arg("count_include_pad"), py::arg("out") = py::none());
   m.def(
       "global_avg_pool2d_forward",
-      [](py::handle x_obj) {
+      [](py::handle x_obj, py::handle out) {
         FArray x = as_float(x_obj, "global_avg_pool2d", "input");
         expect_ndim(x, 4, "global_avg_pool2d", "input", "(N, C, H, W)");
         if (x.shape(2) < 1 || x.shape(3) < 1)
           throw py::value_error("global_avg_pool2d: input of shape " + shape_str(x) +
                                 " has an empty plane");
-        FArray y = empty({x.shape(0), x.shape(1)});
+        FArray y = output<float>(out, {x.shape(0), x.shape(1)}, "global_avg_pool2d", "out", {&x});
         {
           py::gil_scoped_release nogil;
           global_avg_pool2d_forward(y.mutable_data(), x.data(), x.shape(0) * x.shape(1),
@@ -522,27 +601,30 @@ PYBIND11_MODULE(_core, m) {
         }
         return y;
       },
-      py::arg("x"));
+      py::arg("x"), py::arg("out") = py::none());
   m.def(
       "global_avg_pool2d_backward",
-      [](py::handle dy_obj, std::vector<int64_t> in) {
+      [](py::handle dy_obj, std::vector<int64_t> in, py::handle out) {
         const std::string op = "global_avg_pool2d_backward";
-        FArray dx = zeros_like_input(in, 4, op);
+        if (in.size() != 4)
+          throw py::value_error(op + ": input_shape must have 4 entries, got " +
+                                std::to_string(in.size()));
         if (in[2] < 1 || in[3] < 1) throw py::value_error(op + ": input_shape has an empty plane");
         FArray dy = as_float(dy_obj, op, "grad_output");
         expect_shape(dy, {in[0], in[1]}, op, "grad_output");
+        FArray dx = input_grad(out, in, 4, op, {&dy});
         {
           py::gil_scoped_release nogil;
           global_avg_pool2d_backward(dx.mutable_data(), dy.data(), in[0] * in[1], in[2] * in[3]);
         }
         return dx;
       },
-      py::arg("grad_output"), py::arg("input_shape"));
+      py::arg("grad_output"), py::arg("input_shape"), py::arg("out") = py::none());
 
   // --- linear: x (*, IN) ---------------------------------------------------------------------
   m.def(
       "linear_forward",
-      [](py::handle x_obj, py::handle w_obj, py::handle bias) {
+      [](py::handle x_obj, py::handle w_obj, py::handle bias, py::handle out) {
         const std::string op = "linear";
         FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
         expect_ndim(w, 2, op, "weight", "(out_features, in_features)");
@@ -554,7 +636,7 @@ PYBIND11_MODULE(_core, m) {
         if (b) expect_shape(*b, {w.shape(0)}, op, "bias");
         Shape ys(x.shape(), x.shape() + x.ndim());
         ys.back() = w.shape(0);
-        FArray y = empty(ys);
+        FArray y = output<float>(out, ys, op, "out", {&x, &w});
         const int64_t IN = w.shape(1), OUT = w.shape(0), N = IN ? x.size() / IN : 0;
         {
           py::gil_scoped_release nogil;
@@ -563,11 +645,11 @@ PYBIND11_MODULE(_core, m) {
         }
         return y;
       },
-      py::arg("x"), py::arg("weight"), py::arg("bias"));
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out") = py::none());
   m.def(
       "linear_backward",
       [](py::handle dy_obj, py::handle x_obj, py::handle w_obj, bool need_dx, bool need_dw,
-         bool need_db) {
+         bool need_db, py::handle out) {
         const std::string op = "linear_backward";
         FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
         expect_ndim(w, 2, op, "weight", "(out_features, in_features)");
@@ -581,81 +663,88 @@ PYBIND11_MODULE(_core, m) {
         expect_shape(dy, ys, op, "grad_output");
         const int64_t IN = w.shape(1), OUT = w.shape(0), N = IN ? x.size() / IN : 0;
         std::optional<FArray> dx, dw, db;
-        if (need_dx) dx = FArray(Shape(x.shape(), x.shape() + x.ndim()));
-        if (need_dw) dw = FArray(Shape{OUT, IN});
-        if (need_db) db = FArray(Shape{OUT});
+        if (need_dx)
+          dx = output<float>(out_item(out, 0, 3, op), Shape(x.shape(), x.shape() + x.ndim()), op,
+                             "out[0] (grad_input)", {&x, &w, &dy});
+        if (need_dw)
+          dw = output<float>(out_item(out, 1, 3, op), Shape{OUT, IN}, op, "out[1] (grad_weight)",
+                             {&x, &w, &dy});
+        if (need_db)
+          db = output<float>(out_item(out, 2, 3, op), Shape{OUT}, op, "out[2] (grad_bias)",
+                             {&x, &w, &dy});
         {
           py::gil_scoped_release nogil;
           linear_backward(dx ? dx->mutable_data() : nullptr, dw ? dw->mutable_data() : nullptr,
                           db ? db->mutable_data() : nullptr, dy.data(), x.data(), w.data(), N,
                           IN, OUT);
         }
-        auto opt = [](std::optional<FArray>& a) -> py::object {
-          return a ? py::object(std::move(*a)) : py::object(py::none());
-        };
         return py::make_tuple(opt(dx), opt(dw), opt(db));
       },
       py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("need_dx"),
-      py::arg("need_dw"), py::arg("need_db"));
+      py::arg("need_dw"), py::arg("need_db"), py::arg("out") = py::none());
 
-  // --- activations ---------------------------------------------------------------------------
-  m.def("relu_forward", [](py::handle x) { return unary(x, relu_forward, "relu"); }, py::arg("x"));
-  m.def("sigmoid_forward", [](py::handle x) { return unary(x, sigmoid_forward, "sigmoid"); },
-        py::arg("x"));
-  m.def("tanh_forward", [](py::handle x) { return unary(x, tanh_forward, "tanh"); }, py::arg("x"));
-  m.def("relu_backward",
-        [](py::handle dy, py::handle y) { return unary_backward(dy, y, relu_backward, "relu_backward"); },
-        py::arg("grad_output"), py::arg("y"));
-  m.def("sigmoid_backward",
-        [](py::handle dy, py::handle y) {
-          return unary_backward(dy, y, sigmoid_backward, "sigmoid_backward");
-        },
-        py::arg("grad_output"), py::arg("y"));
-  m.def("tanh_backward",
-        [](py::handle dy, py::handle y) { return unary_backward(dy, y, tanh_backward, "tanh_backward"); },
-        py::arg("grad_output"), py::arg("y"));
+  // --- activations: out may alias the input (forward) or grad_output (backward) -------------
+  const std::pair<const char*, std::pair<Unary, UnaryBackward>> activations[] = {
+      {"relu", {relu_forward, relu_backward}},
+      {"sigmoid", {sigmoid_forward, sigmoid_backward}},
+      {"tanh", {tanh_forward, tanh_backward}},
+  };
+  for (const auto& [name, fns] : activations) {
+    const std::string op = name;
+    const Unary fwd = fns.first;
+    const UnaryBackward bwd = fns.second;
+    m.def((op + "_forward").c_str(),
+          [op, fwd](py::handle x, py::handle out) { return unary(x, fwd, op, out); },
+          py::arg("x"), py::arg("out") = py::none());
+    m.def((op + "_backward").c_str(),
+          [op, bwd](py::handle dy, py::handle y, py::handle out) {
+            return unary_backward(dy, y, bwd, op + "_backward", out);
+          },
+          py::arg("grad_output"), py::arg("y"), py::arg("out") = py::none());
+  }
 
   // --- softmax and cross-entropy over the last axis ------------------------------------------
   m.def(
       "softmax_forward",
-      [](py::handle x_obj) {
+      [](py::handle x_obj, py::handle out) {
         FArray x = as_float(x_obj, "softmax", "input");
         auto [rows, cols] = rows_cols(x, "softmax", "input");
-        FArray y = empty(Shape(x.shape(), x.shape() + x.ndim()));
+        FArray y = output<float>(out, Shape(x.shape(), x.shape() + x.ndim()), "softmax", "out",
+                                 {&x}, true);
         {
           py::gil_scoped_release nogil;
           softmax_forward(y.mutable_data(), x.data(), rows, cols);
         }
         return y;
       },
-      py::arg("x"));
+      py::arg("x"), py::arg("out") = py::none());
   m.def(
       "softmax_backward",
-      [](py::handle dy_obj, py::handle y_obj) {
+      [](py::handle dy_obj, py::handle y_obj, py::handle out) {
         const std::string op = "softmax_backward";
         FArray y = as_float(y_obj, op, "output");
         FArray dy = as_float(dy_obj, op, "grad_output");
         Shape shape(y.shape(), y.shape() + y.ndim());
         expect_shape(dy, shape, op, "grad_output");
         auto [rows, cols] = rows_cols(y, op, "output");
-        FArray dx = empty(shape);
+        FArray dx = output<float>(out, shape, op, "out", {&dy, &y}, true);
         {
           py::gil_scoped_release nogil;
           softmax_backward(dx.mutable_data(), dy.data(), y.data(), rows, cols);
         }
         return dx;
       },
-      py::arg("grad_output"), py::arg("y"));
+      py::arg("grad_output"), py::arg("y"), py::arg("out") = py::none());
   m.def(
       "softmax_xent_forward",
-      [](py::handle logits_obj, py::handle labels_obj) {
+      [](py::handle logits_obj, py::handle labels_obj, py::handle out) {
         const std::string op = "cross_entropy";
         FArray x = as_float(logits_obj, op, "logits");
         expect_ndim(x, 2, op, "logits", "(N, num_classes)");
         const int64_t N = x.shape(0), K = x.shape(1);
         if (K < 1) throw py::value_error(op + ": logits of shape " + shape_str(x) + " have no classes");
         LArray labels = as_labels(labels_obj, N, K, op);
-        FArray probs = empty({N, K});
+        FArray probs = output<float>(out, {N, K}, op, "out (probs)", {&x});
         double loss;
         {
           py::gil_scoped_release nogil;
@@ -663,23 +752,23 @@ PYBIND11_MODULE(_core, m) {
         }
         return py::make_tuple(loss, probs);
       },
-      py::arg("logits"), py::arg("labels"));
+      py::arg("logits"), py::arg("labels"), py::arg("out") = py::none());
   m.def(
       "softmax_xent_backward",
-      [](py::handle probs_obj, py::handle labels_obj, float dloss) {
+      [](py::handle probs_obj, py::handle labels_obj, float dloss, py::handle out) {
         const std::string op = "cross_entropy_backward";
         FArray p = as_float(probs_obj, op, "probs");
         expect_ndim(p, 2, op, "probs", "(N, num_classes)");
         const int64_t N = p.shape(0), K = p.shape(1);
         LArray labels = as_labels(labels_obj, N, K, op);
-        FArray dx = empty({N, K});
+        FArray dx = output<float>(out, {N, K}, op, "out", {&p}, true);
         {
           py::gil_scoped_release nogil;
           softmax_xent_backward(dx.mutable_data(), p.data(), labels.data(), N, K, dloss);
         }
         return dx;
       },
-      py::arg("probs"), py::arg("labels"), py::arg("grad") = 1.0f);
+      py::arg("probs"), py::arg("labels"), py::arg("grad") = 1.0f, py::arg("out") = py::none());
 
   // --- kernels and internals, for tests and benchmarks ------------------------------------------
   // The address of the float32 buffer an op would read for x: equal to x's own data address

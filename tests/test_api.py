@@ -121,3 +121,66 @@ def test_public_functional_surface():
                  "relu", "sigmoid", "tanh", "softmax", "cross_entropy", "global_avg_pool2d"]:
         assert callable(getattr(F, name)), name
     assert set(F.__all__) <= set(dir(F))
+
+
+# --- writing into caller-owned arrays (what layers do to reuse memory across steps) --------------
+
+def test_out_arrays_are_written_in_place(rng):
+    core = cnnkit._core
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    y = np.full((2, 4, 8, 8), np.nan, np.float32)
+    ws = core.Workspace()
+    r = core.conv2d_forward(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), out=y, workspace=ws)
+    assert r is y or np.shares_memory(r, y)
+    np.testing.assert_array_equal(y, F.conv2d(x, w, padding=1))
+    dx, dw, db = (np.full(a.shape, np.nan, np.float32) for a in (x, w, np.zeros(4)))
+    got = core.conv2d_backward(y, x, w, (1, 1), (1, 1, 1, 1), (1, 1), True, True, True, out=(dx, dw, db),
+                               workspace=ws)
+    for g, o, want in zip(got, (dx, dw, db), F.conv2d_backward(y, x, w, padding=1)):
+        assert np.shares_memory(g, o)
+        np.testing.assert_array_equal(o, want)
+    # in place elementwise: out may be the input itself
+    z = rng.standard_normal(10).astype(np.float32)
+    want = F.relu(z)
+    core.relu_forward(z, out=z)
+    np.testing.assert_array_equal(z, want)
+
+
+@pytest.mark.parametrize("bad,exc,msg", [
+    (np.zeros((2, 4, 8, 8), np.float64), TypeError, "dtype float32, got float64"),
+    (np.zeros((2, 4, 8, 7), np.float32), ValueError, r"shape \(2, 4, 8, 8\), got shape \(2, 4, 8, 7\)"),
+    (np.zeros((2, 4, 8, 16), np.float32)[:, :, :, ::2], ValueError, "C-contiguous"),
+    ([0.0], TypeError, "must be a numpy array, got list"),
+])
+def test_bad_out_arrays_are_rejected_not_converted(bad, exc, msg):
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    with pytest.raises(exc, match=msg):
+        cnnkit._core.conv2d_forward(x, np.zeros((4, 3, 3, 3), np.float32), None, (1, 1), (1, 1, 1, 1), (1, 1),
+                                    out=bad)
+
+
+def test_out_overlapping_an_input_is_rejected():
+    buf = np.zeros(2 * 3 * 8 * 8 + 10, np.float32)
+    x = buf[:2 * 3 * 8 * 8].reshape(2, 3, 8, 8)
+    y = buf[10:10 + 2 * 3 * 8 * 8].reshape(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="overlaps an input"):
+        cnnkit._core.conv2d_forward(x, np.zeros((3, 3, 1, 1), np.float32), None, (1, 1), (0, 0, 0, 0), (1, 1),
+                                    out=y)
+    with pytest.raises(ValueError, match="overlaps an input"):
+        cnnkit._core.relu_forward(x, out=y)  # a shifted alias is not in-place
+
+
+def test_read_only_out_is_rejected():
+    y = np.zeros(4, np.float32)
+    y.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        cnnkit._core.relu_forward(np.ones(4, np.float32), out=y)
+
+
+def test_backward_out_must_be_a_triple():
+    x, w = np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32)
+    with pytest.raises(TypeError, match="sequence of 3"):
+        cnnkit._core.conv2d_backward(x, x, w, (1, 1), (0, 0, 0, 0), (1, 1), True, True, True, out=(None, None))
+    with pytest.raises(TypeError, match="Workspace"):
+        cnnkit._core.conv2d_forward(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), workspace="scratch")
