@@ -19,6 +19,7 @@
 #include "ops/activation.hpp"
 #include "ops/conv1d.hpp"
 #include "ops/conv2d.hpp"
+#include "ops/dropout.hpp"
 #include "ops/linear.hpp"
 #include "ops/pool.hpp"
 #include "ops/softmax_xent.hpp"
@@ -456,6 +457,27 @@ PYBIND11_MODULE(_core, m) {
     return out;
   });
 
+  // --- output sizes from the ops' shape functions (layers infer shapes before any data) ------
+  m.def(
+      "conv2d_output_size",
+      [](std::array<int64_t, 3> chw, std::array<int64_t, 3> oc_kh_kw, I2 stride, I4 pad,
+         I2 dilation) {
+        Conv2dShape s = conv2d_shape(1, chw[0], chw[1], chw[2], oc_kh_kw[0], oc_kh_kw[1],
+                                     oc_kh_kw[2], stride[0], stride[1], pad[0], pad[1], pad[2],
+                                     pad[3], dilation[0], dilation[1]);
+        return py::make_tuple(s.OH, s.OW);
+      },
+      py::arg("chw"), py::arg("oc_kh_kw"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"));
+  m.def(
+      "pool2d_output_size",
+      [](std::array<int64_t, 3> chw, I2 kernel, I2 stride, I4 pad) {
+        Pool2dShape s = pool2d_shape(1, chw[0], chw[1], chw[2], kernel[0], kernel[1], stride[0],
+                                     stride[1], pad[0], pad[1], pad[2], pad[3]);
+        return py::make_tuple(s.OH, s.OW);
+      },
+      py::arg("chw"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"));
+
   // --- conv --------------------------------------------------------------------------------
   m.def(
       "conv2d_forward",
@@ -769,6 +791,42 @@ PYBIND11_MODULE(_core, m) {
         return dx;
       },
       py::arg("probs"), py::arg("labels"), py::arg("grad") = 1.0f, py::arg("out") = py::none());
+
+  // --- dropout --------------------------------------------------------------------------------
+  m.def(
+      "dropout_forward",
+      [](py::handle x_obj, float p, uint64_t seed, py::handle out, py::handle mask_out) {
+        const std::string op = "dropout";
+        if (!(p >= 0.0f && p < 1.0f))
+          throw py::value_error(op + ": p must be in [0, 1), got " + std::to_string(p));
+        FArray x = as_float(x_obj, op, "input");
+        const Shape shape(x.shape(), x.shape() + x.ndim());
+        FArray y = output<float>(out, shape, op, "out", {&x}, true);
+        FArray mask = output<float>(mask_out, shape, op, "mask_out", {&x, &y});
+        {
+          py::gil_scoped_release nogil;
+          dropout_forward(y.mutable_data(), mask.mutable_data(), x.data(), x.size(), p, seed);
+        }
+        return py::make_tuple(y, mask);
+      },
+      py::arg("x"), py::arg("p"), py::arg("seed"), py::arg("out") = py::none(),
+      py::arg("mask_out") = py::none());
+  m.def(
+      "dropout_backward",
+      [](py::handle dy_obj, py::handle mask_obj, py::handle out) {
+        const std::string op = "dropout_backward";
+        FArray mask = as_float(mask_obj, op, "mask");
+        FArray dy = as_float(dy_obj, op, "grad_output");
+        const Shape shape(mask.shape(), mask.shape() + mask.ndim());
+        expect_shape(dy, shape, op, "grad_output");
+        FArray dx = output<float>(out, shape, op, "out", {&dy, &mask}, true);
+        {
+          py::gil_scoped_release nogil;
+          dropout_backward(dx.mutable_data(), dy.data(), mask.data(), dy.size());
+        }
+        return dx;
+      },
+      py::arg("grad_output"), py::arg("mask"), py::arg("out") = py::none());
 
   // --- kernels and internals, for tests and benchmarks ------------------------------------------
   // The address of the float32 buffer an op would read for x: equal to x's own data address

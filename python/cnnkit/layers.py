@@ -1,0 +1,534 @@
+"""Layers with PyTorch's names, arguments, initialisation and state_dict keys.
+
+Every layer has ``forward(x)`` and ``backward(grad_output) -> grad_input`` on NumPy arrays
+(float32, NCHW / NCL) and two dicts, ``params`` and ``grads``, keyed ``"weight"`` and
+``"bias"``, whose values are the live float32 arrays the layer computes with: writing into
+``layer.params["weight"][...]`` changes the layer, and ``backward`` overwrites
+``layer.grads`` (it does not accumulate, unlike PyTorch). ``backward`` uses what the last
+``forward`` saw, so call them in pairs.
+
+Shapes given to and returned by ``output_shape`` exclude the batch dimension.
+
+Initialisation is PyTorch's default: weights kaiming-uniform with a = sqrt(5), i.e.
+U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn from
+cnnkit's generator (``cnnkit.set_random_seed``).
+
+Inside a model, layers reuse their output and gradient arrays from step to step
+(``reuse_buffers``); used on their own they return fresh arrays, like PyTorch.
+"""
+import math
+
+import numpy as np
+
+from . import _core, _random
+from .functional import _flat, _int, _ints, _padding
+
+__all__ = [
+    "Layer", "Conv2d", "Conv1d", "MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d",
+    "GlobalAvgPool2d", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "Flatten", "Dropout",
+]
+
+LAYER_TYPES = {}  # class name -> class, for rebuilding saved models (no pickle, no code)
+
+
+class Layer:
+    """Base class. Subclasses set ``params``/``grads`` in ``__init__`` and implement
+    ``forward``, ``backward``, ``output_shape`` and ``get_config``."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            LAYER_TYPES[cls.__name__] = cls
+
+    def __init__(self):
+        self.params = {}
+        self.grads = {}
+        self.training = True
+        self.trainable = True
+        self.name = None
+        self.input_grad = True        # a model turns this off for its first layer
+        self.reuse_buffers = False    # a model turns this on: outputs are reused across steps
+        self._buffers = {}
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, grad_output):
+        raise NotImplementedError
+
+    def output_shape(self, input_shape):
+        """Output shape (without batch) for an input of input_shape (without batch)."""
+        return tuple(input_shape)
+
+    def get_config(self):
+        """The constructor arguments, JSON-serialisable."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def count_params(self):
+        return int(sum(p.size for p in self.params.values()))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    # --- helpers for subclasses ---------------------------------------------------------------
+
+    def _out(self, key, shape, dtype=np.float32):
+        """The array to write a result into: None (fresh) unless reuse_buffers, then a cached
+        array. A smaller batch gets a leading-rows view of the cached one (still C-contiguous),
+        so a model's last, partial batch does not reallocate every epoch."""
+        if not self.reuse_buffers:
+            return None
+        shape = tuple(shape)
+        buf = self._buffers.get(key)
+        if (buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:]
+                or len(shape) == 0 or buf.shape[0] < shape[0]):
+            buf = self._buffers[key] = np.empty(shape, dtype)
+        return buf[:shape[0]] if shape else buf
+
+    def _init_params(self, fan_in, weight_shape, bias):
+        """PyTorch's default initialisation; grads as zero arrays of the same shapes."""
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        rng = _random.generator()
+        self.params["weight"] = rng.uniform(-bound, bound, weight_shape).astype(np.float32)
+        if bias:
+            self.params["bias"] = rng.uniform(-bound, bound, weight_shape[0]).astype(np.float32)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def _param_grads(self):
+        """Where backward writes the weight and bias gradients: the live grads arrays, or
+        nothing for a frozen layer."""
+        if not self.trainable:
+            return None, None
+        return self.grads["weight"], self.grads.get("bias")
+
+    def _expect_input(self, x, layout, channel_axis, channels):
+        """Check rank and channels, with a hint when the data looks channels-last (Keras's
+        habit): x.shape[channel_axis] is wrong but x.shape[-1] would fit."""
+        shape = np.shape(x)
+        name = type(self).__name__
+        ndim = layout.count(",") + 1
+        if len(shape) != ndim:
+            raise ValueError(f"{name} expected input with {ndim} dimensions {layout}, got shape {shape}")
+        if shape[channel_axis] != channels:
+            hint = ""
+            if shape[-1] == channels:
+                perm = (0, len(shape) - 1) + tuple(range(1, len(shape) - 1))
+                hint = (f"; it looks channels-last: cnnkit takes channels first {layout}, "
+                        f"use x.transpose{perm}")
+            raise ValueError(f"{name} expected {channels} channels at axis {channel_axis} of input {layout}, "
+                             f"got shape {shape}{hint}")
+
+
+def _positive(value, n, name, op):
+    v = _ints(value, n, op, name)
+    if any(i < 1 for i in v):
+        raise ValueError(f"{op}: {name} must be >= 1, got {value!r}")
+    return v
+
+
+def _padding_arg(padding, n, op):
+    """Validate a padding argument now (resolved against the input size at forward time)."""
+    if isinstance(padding, str):
+        if padding.lower() not in ("same", "valid"):
+            raise ValueError(f"{op}: padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+        return padding.lower()
+    p = _ints(padding, n, op, "padding")
+    if any(i < 0 for i in p):
+        raise ValueError(f"{op}: padding must be >= 0, got {padding!r}")
+    return p
+
+
+# --- convolution --------------------------------------------------------------------------------
+
+class Conv2d(Layer):
+    """2-D convolution: (N, in_channels, H, W) -> (N, out_channels, OH, OW)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True):
+        super().__init__()
+        op = type(self).__name__
+        self.in_channels = _positive(in_channels, 1, "in_channels", op)[0]
+        self.out_channels = _positive(out_channels, 1, "out_channels", op)[0]
+        self.kernel_size = _positive(kernel_size, 2, "kernel_size", op)
+        self.stride = _positive(stride, 2, "stride", op)
+        self.dilation = _positive(dilation, 2, "dilation", op)
+        self.padding = _padding_arg(padding, 2, op)
+        self._init_params(self.in_channels * self.kernel_size[0] * self.kernel_size[1],
+                          (self.out_channels, self.in_channels) + self.kernel_size, bool(bias))
+        self._ws = _core.Workspace()
+
+    def _pads(self, shape):
+        return _flat(_padding(self.padding, shape, self.kernel_size, self.stride, self.dilation, type(self).__name__))
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3 or input_shape[0] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expected input shape ({self.in_channels}, H, W), "
+                             f"got {tuple(input_shape)}")
+        oh, ow = _core.conv2d_output_size(tuple(input_shape), (self.out_channels,) + self.kernel_size,
+                                          self.stride, self._pads((1,) + tuple(input_shape)), self.dilation)
+        return (self.out_channels, oh, ow)
+
+    def forward(self, x):
+        self._expect_input(x, "(N, C, H, W)", 1, self.in_channels)
+        self._x = x
+        self._pad = self._pads(np.shape(x))
+        n = np.shape(x)[0]
+        out = self._out("y", (n,) + self.output_shape(np.shape(x)[1:])) if self.reuse_buffers else None
+        return _core.conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride, self._pad,
+                                    self.dilation, out=out, workspace=self._ws)
+
+    def backward(self, grad_output):
+        dw, db = self._param_grads()
+        dx = self._out("dx", np.shape(self._x)) if self.input_grad else None
+        gx, _, _ = _core.conv2d_backward(grad_output, self._x, self.params["weight"], self.stride, self._pad,
+                                         self.dilation, self.input_grad, dw is not None, db is not None,
+                                         out=(dx, dw, db), workspace=self._ws)
+        return gx
+
+    def get_config(self):
+        pad = self.padding if isinstance(self.padding, str) else list(self.padding)
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": pad,
+                "dilation": list(self.dilation), "bias": "bias" in self.params}
+
+
+class Conv1d(Layer):
+    """1-D convolution: (N, in_channels, L) -> (N, out_channels, OL)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True):
+        super().__init__()
+        op = type(self).__name__
+        self.in_channels = _positive(in_channels, 1, "in_channels", op)[0]
+        self.out_channels = _positive(out_channels, 1, "out_channels", op)[0]
+        self.kernel_size = _positive(kernel_size, 1, "kernel_size", op)[0]
+        self.stride = _positive(stride, 1, "stride", op)[0]
+        self.dilation = _positive(dilation, 1, "dilation", op)[0]
+        self.padding = _padding_arg(padding, 1, op)
+        self._init_params(self.in_channels * self.kernel_size,
+                          (self.out_channels, self.in_channels, self.kernel_size), bool(bias))
+        self._ws = _core.Workspace()
+
+    def _pads(self, shape):
+        (p,) = _padding(self.padding, shape, (self.kernel_size,), (self.stride,), (self.dilation,),
+                        type(self).__name__)
+        return p
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 2 or input_shape[0] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expected input shape ({self.in_channels}, L), "
+                             f"got {tuple(input_shape)}")
+        _, ol = _core.conv2d_output_size((input_shape[0], 1, input_shape[1]),
+                                         (self.out_channels, 1, self.kernel_size), (1, self.stride),
+                                         (0, 0) + self._pads((1,) + tuple(input_shape)), (1, self.dilation))
+        return (self.out_channels, ol)
+
+    def forward(self, x):
+        self._expect_input(x, "(N, C, L)", 1, self.in_channels)
+        self._x = x
+        self._pad = self._pads(np.shape(x))
+        out = self._out("y", (np.shape(x)[0],) + self.output_shape(np.shape(x)[1:])) if self.reuse_buffers else None
+        return _core.conv1d_forward(x, self.params["weight"], self.params.get("bias"), self.stride, self._pad,
+                                    self.dilation, out=out, workspace=self._ws)
+
+    def backward(self, grad_output):
+        dw, db = self._param_grads()
+        dx = self._out("dx", np.shape(self._x)) if self.input_grad else None
+        gx, _, _ = _core.conv1d_backward(grad_output, self._x, self.params["weight"], self.stride, self._pad,
+                                         self.dilation, self.input_grad, dw is not None, db is not None,
+                                         out=(dx, dw, db), workspace=self._ws)
+        return gx
+
+    def get_config(self):
+        pad = self.padding if isinstance(self.padding, str) else self.padding[0]
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": pad,
+                "dilation": self.dilation, "bias": "bias" in self.params}
+
+
+# --- pooling ------------------------------------------------------------------------------------
+
+class _Pool(Layer):
+    """Shared argument handling of the pooling layers (n spatial dimensions)."""
+
+    ndim = 2
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        op = type(self).__name__
+        n = self.ndim
+        self.kernel_size = _positive(kernel_size, n, "kernel_size", op)
+        self.stride = self.kernel_size if stride is None else _positive(stride, n, "stride", op)
+        self.padding = _padding_arg(padding, n, op)
+
+    def _pads(self, shape):
+        return _flat(_padding(self.padding, shape, self.kernel_size, self.stride, (1,) * self.ndim,
+                              type(self).__name__))
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != self.ndim + 1:
+            layout = "(C, H, W)" if self.ndim == 2 else "(C, L)"
+            raise ValueError(f"{type(self).__name__} expected input shape {layout}, got {tuple(input_shape)}")
+        pads = self._pads((1,) + tuple(input_shape))
+        if self.ndim == 2:
+            return (input_shape[0],) + _core.pool2d_output_size(tuple(input_shape), self.kernel_size,
+                                                                self.stride, pads)
+        _, ol = _core.pool2d_output_size((input_shape[0], 1, input_shape[1]), (1,) + self.kernel_size,
+                                         (1,) + self.stride, (0, 0) + pads)
+        return (input_shape[0], ol)
+
+    def _check(self, x):
+        shape = np.shape(x)
+        if len(shape) != self.ndim + 2:
+            layout = "(N, C, H, W)" if self.ndim == 2 else "(N, C, L)"
+            raise ValueError(f"{type(self).__name__} expected input with {self.ndim + 2} dimensions {layout}, "
+                             f"got shape {shape}")
+        return shape
+
+    def _core_args(self, pads):
+        """kernel, stride, padding in the form the 2-D or 1-D core function takes."""
+        if self.ndim == 2:
+            return self.kernel_size, self.stride, pads
+        return self.kernel_size[0], self.stride[0], pads
+
+    def get_config(self):
+        unwrap = (lambda t: list(t)) if self.ndim == 2 else (lambda t: t[0])
+        pad = self.padding if isinstance(self.padding, str) else unwrap(self.padding)
+        return {"kernel_size": unwrap(self.kernel_size), "stride": unwrap(self.stride), "padding": pad}
+
+
+class MaxPool2d(_Pool):
+    """Max pooling over (N, C, H, W); padding counts as -inf; stride defaults to kernel_size."""
+
+    ndim = 2
+
+    def forward(self, x):
+        shape = self._check(x)
+        self._shape, self._pad = shape, self._pads(shape)
+        fwd = _core.max_pool2d_forward if self.ndim == 2 else _core.max_pool1d_forward
+        out = None
+        if self.reuse_buffers:
+            oshape = shape[:1] + self.output_shape(shape[1:])
+            out = (self._out("y", oshape), self._out("indices", oshape, np.int64))
+        y, self._indices = fwd(x, *self._core_args(self._pad), out=out)
+        return y
+
+    def backward(self, grad_output):
+        bwd = _core.max_pool2d_backward if self.ndim == 2 else _core.max_pool1d_backward
+        return bwd(grad_output, self._indices, self._shape, *self._core_args(self._pad),
+                   out=self._out("dx", self._shape))
+
+
+class MaxPool1d(MaxPool2d):
+    """Max pooling over (N, C, L)."""
+
+    ndim = 1
+
+
+class AvgPool2d(_Pool):
+    """Average pooling over (N, C, H, W); zero padding counted in the divisor when
+    count_include_pad (PyTorch's default)."""
+
+    ndim = 2
+
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad=True):
+        super().__init__(kernel_size, stride, padding)
+        self.count_include_pad = bool(count_include_pad)
+
+    def forward(self, x):
+        shape = self._check(x)
+        self._shape, self._pad = shape, self._pads(shape)
+        fwd = _core.avg_pool2d_forward if self.ndim == 2 else _core.avg_pool1d_forward
+        out = self._out("y", shape[:1] + self.output_shape(shape[1:])) if self.reuse_buffers else None
+        return fwd(x, *self._core_args(self._pad), self.count_include_pad, out=out)
+
+    def backward(self, grad_output):
+        bwd = _core.avg_pool2d_backward if self.ndim == 2 else _core.avg_pool1d_backward
+        return bwd(grad_output, self._shape, *self._core_args(self._pad), self.count_include_pad,
+                   out=self._out("dx", self._shape))
+
+    def get_config(self):
+        return dict(super().get_config(), count_include_pad=self.count_include_pad)
+
+
+class AvgPool1d(AvgPool2d):
+    """Average pooling over (N, C, L)."""
+
+    ndim = 1
+
+
+class GlobalAvgPool2d(Layer):
+    """Mean over each feature map: (N, C, H, W) -> (N, C)."""
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"GlobalAvgPool2d expected input shape (C, H, W), got {tuple(input_shape)}")
+        return (input_shape[0],)
+
+    def forward(self, x):
+        self._shape = np.shape(x)
+        out = self._out("y", self._shape[:2]) if len(self._shape) == 4 else None
+        return _core.global_avg_pool2d_forward(x, out=out)
+
+    def backward(self, grad_output):
+        return _core.global_avg_pool2d_backward(grad_output, self._shape, out=self._out("dx", self._shape))
+
+
+# --- dense, activations, reshaping, regularisation ------------------------------------------------
+
+class Linear(Layer):
+    """y = x W^T + b with W (out_features, in_features); x (N, in_features)."""
+
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        self.in_features = _positive(in_features, 1, "in_features", "Linear")[0]
+        self.out_features = _positive(out_features, 1, "out_features", "Linear")[0]
+        self._init_params(self.in_features, (self.out_features, self.in_features), bool(bias))
+
+    def output_shape(self, input_shape):
+        if len(input_shape) < 1 or input_shape[-1] != self.in_features:
+            raise ValueError(f"Linear expected input shape (..., {self.in_features}), got {tuple(input_shape)}"
+                             + (" (add a Flatten layer before it?)" if len(input_shape) > 1 else ""))
+        return tuple(input_shape[:-1]) + (self.out_features,)
+
+    def forward(self, x):
+        shape = np.shape(x)
+        if len(shape) < 2 or shape[-1] != self.in_features:
+            raise ValueError(f"Linear expected input of shape (N, ..., {self.in_features}), got shape {shape}"
+                             + (" (add a Flatten layer before it?)" if len(shape) > 2 else ""))
+        self._x = x
+        out = self._out("y", shape[:-1] + (self.out_features,)) if self.reuse_buffers else None
+        return _core.linear_forward(x, self.params["weight"], self.params.get("bias"), out=out)
+
+    def backward(self, grad_output):
+        dw, db = self._param_grads()
+        dx = self._out("dx", np.shape(self._x)) if self.input_grad else None
+        gx, _, _ = _core.linear_backward(grad_output, self._x, self.params["weight"], self.input_grad,
+                                         dw is not None, db is not None, out=(dx, dw, db))
+        return gx
+
+    def get_config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": "bias" in self.params}
+
+
+class _Activation(Layer):
+    """Elementwise activation whose derivative is a function of its output."""
+
+    _forward = _backward = None
+
+    def forward(self, x):
+        out = self._out("y", np.shape(x)) if self.reuse_buffers else None
+        self._y = type(self)._forward(x, out=out)
+        return self._y
+
+    def backward(self, grad_output):
+        return type(self)._backward(grad_output, self._y, out=self._out("dx", np.shape(self._y)))
+
+
+class ReLU(_Activation):
+    _forward, _backward = _core.relu_forward, _core.relu_backward
+
+
+class Sigmoid(_Activation):
+    _forward, _backward = _core.sigmoid_forward, _core.sigmoid_backward
+
+
+class Tanh(_Activation):
+    _forward, _backward = _core.tanh_forward, _core.tanh_backward
+
+
+class Softmax(Layer):
+    """Softmax along axis (default: the last, the classes of a (N, K) input)."""
+
+    def __init__(self, axis=-1):
+        super().__init__()
+        self.axis = _int(axis, "Softmax", "axis")
+
+    def forward(self, x):
+        if np.ndim(x) >= 1 and self.axis % np.ndim(x) == np.ndim(x) - 1:
+            out = self._out("y", np.shape(x)) if self.reuse_buffers else None
+            self._y = _core.softmax_forward(x, out=out)
+        else:
+            from .functional import softmax
+            self._y = softmax(x, axis=self.axis)
+        return self._y
+
+    def backward(self, grad_output):
+        from .functional import softmax_backward
+        return softmax_backward(grad_output, self._y, axis=self.axis)
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+
+class Flatten(Layer):
+    """Flattens dims start_dim..end_dim (PyTorch's defaults: all but the batch)."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim = _int(start_dim, "Flatten", "start_dim")
+        self.end_dim = _int(end_dim, "Flatten", "end_dim")
+
+    def _flat_shape(self, shape):
+        nd = len(shape)
+        s, e = self.start_dim % nd if nd else 0, self.end_dim % nd if nd else 0
+        if nd == 0 or s > e:
+            raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit shape {shape}")
+        return tuple(shape[:s]) + (int(np.prod(shape[s:e + 1], dtype=np.int64)),) + tuple(shape[e + 1:])
+
+    def output_shape(self, input_shape):
+        # shapes here exclude the batch: shift the dims by one
+        return self._flat_shape((1,) + tuple(input_shape))[1:]
+
+    def forward(self, x):
+        x = np.asarray(x)
+        self._shape = x.shape
+        return x.reshape(self._flat_shape(x.shape))
+
+    def backward(self, grad_output):
+        return np.asarray(grad_output).reshape(self._shape)
+
+    def get_config(self):
+        return {"start_dim": self.start_dim, "end_dim": self.end_dim}
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zeroes each element with probability p and scales the
+    rest by 1 / (1 - p); in evaluation, the identity. Masks come from cnnkit's generator."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be a number in [0, 1), got {p!r}")
+        self.p = float(p)
+
+    def forward(self, x):
+        self._mask = None
+        if not self.training or self.p == 0.0:
+            return x
+        seed = int(_random.generator().integers(0, 2**63))
+        shape = np.shape(x)
+        out, mask = (self._out("y", shape), self._out("mask", shape)) if self.reuse_buffers else (None, None)
+        y, self._mask = _core.dropout_forward(x, self.p, seed, out=out, mask_out=mask)
+        return y
+
+    def backward(self, grad_output):
+        if self._mask is None:
+            return grad_output
+        return _core.dropout_backward(grad_output, self._mask, out=self._out("dx", self._mask.shape))
+
+    def get_config(self):
+        return {"p": self.p}
