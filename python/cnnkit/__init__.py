@@ -4,6 +4,7 @@ A C++17 core (OpenMP threads, SIMD kernels) does the arithmetic on float32 NCHW 
 ``cnnkit.functional`` exposes every op and its backward pass on NumPy arrays.
 """
 from . import _core
+from . import callbacks
 from . import functional
 
 __version__ = _core.__version__
@@ -32,4 +33,5 @@ def show_config(file=None):
     print("\n".join(lines), file=file)
 
 
-__all__ = ["functional", "get_num_threads", "set_num_threads", "show_config", "__version__"]
+__all__ = ["callbacks", "functional", "get_num_threads", "set_num_threads", "show_config",
+           "__version__"]
