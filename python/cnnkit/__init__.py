@@ -6,6 +6,7 @@ A C++17 core (OpenMP threads, SIMD kernels) does the arithmetic on float32 NCHW 
 from . import _core
 from . import callbacks
 from . import functional
+from . import datasets
 
 __version__ = _core.__version__
 
