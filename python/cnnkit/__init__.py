@@ -5,6 +5,7 @@ A C++17 core (OpenMP threads, SIMD kernels) does the arithmetic on float32 NCHW 
 """
 from . import _core
 from . import functional
+from . import optim, losses, metrics
 
 __version__ = _core.__version__
 
