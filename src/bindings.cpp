@@ -11,6 +11,7 @@
 #include <cmath>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common.hpp"
@@ -21,6 +22,8 @@
 #include "ops/conv2d.hpp"
 #include "ops/dropout.hpp"
 #include "ops/linear.hpp"
+#include "ops/loss.hpp"
+#include "ops/optim.hpp"
 #include "ops/pool.hpp"
 #include "ops/softmax_xent.hpp"
 #include "parallel.hpp"
@@ -434,6 +437,49 @@ FArray gemm_py(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b, f
   return c;
 }
 
+// ---------------------------------------------------------------------------------------------
+// optimizers and losses (optim.hpp, loss.hpp, soft-label cross-entropy)
+
+using InPlace = py::array_t<float, py::array::c_style>;
+
+// An array an optimizer updates in place (a parameter or its state): a writable float32
+// C-contiguous numpy array of exactly `shape`, as output() checks, but never None and never
+// freshly allocated; it must not overlap `others`.
+InPlace in_place(py::handle obj, const Shape& shape, const std::string& op, const char* name,
+                 std::initializer_list<const py::array*> others) {
+  if (obj.is_none()) throw py::type_error(op + ": " + name + " must be a numpy array, got None");
+  return output<float>(obj, shape, op, name, others);
+}
+
+// The shape of a parameter, for checking its gradient before the parameter itself.
+Shape param_shape(py::handle param, const std::string& op) {
+  if (!py::isinstance<py::array>(param))
+    throw py::type_error(op + ": param must be a numpy array, got " +
+                         Py_TYPE(param.ptr())->tp_name);
+  auto a = py::reinterpret_borrow<py::array>(param);
+  return Shape(a.shape(), a.shape() + a.ndim());
+}
+
+// Predictions and targets of an elementwise loss: any shape, the same for both.
+std::pair<FArray, FArray> loss_inputs(py::handle x_obj, py::handle t_obj, const std::string& op) {
+  FArray x = as_float(x_obj, op, "input");
+  FArray t = as_float(t_obj, op, "target");
+  expect_shape(t, Shape(x.shape(), x.shape() + x.ndim()), op, "target");
+  return {std::move(x), std::move(t)};
+}
+
+// Logits (N, K) and class-probability targets (N, K) of the soft-label cross-entropy.
+std::pair<FArray, FArray> soft_xent_inputs(py::handle x_obj, py::handle t_obj,
+                                           const std::string& op, const char* x_name) {
+  FArray x = as_float(x_obj, op, x_name);
+  expect_ndim(x, 2, op, x_name, "(N, num_classes)");
+  if (x.shape(1) < 1)
+    throw py::value_error(op + ": " + x_name + " of shape " + shape_str(x) + " have no classes");
+  FArray t = as_float(t_obj, op, "target");
+  expect_shape(t, {x.shape(0), x.shape(1)}, op, "target (class probabilities)");
+  return {std::move(x), std::move(t)};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -837,4 +883,116 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
         py::arg("c") = py::none(), py::arg("tier") = py::none());
+
+  // === optimizers and losses =================================================================
+  // Optimizer steps update param and its state arrays in place (their own outputs, so they
+  // take no out=); losses return the mean loss as a float, and their backward passes take out=.
+  m.def(
+      "sgd_step",
+      [](py::handle param, py::handle momentum_buffer, py::handle grad, double lr,
+         double momentum, bool nesterov, double weight_decay, bool first, bool ref) {
+        const std::string op = "sgd_step";
+        const Shape shape = param_shape(param, op);
+        FArray g = as_float(grad, op, "grad");
+        expect_shape(g, shape, op, "grad");
+        InPlace p = in_place(param, shape, op, "param", {&g});
+        std::optional<InPlace> buf;
+        if (momentum != 0.0)
+          buf = in_place(momentum_buffer, shape, op, "momentum_buffer", {&g, &p});
+        {
+          py::gil_scoped_release nogil;
+          float* bp = buf ? buf->mutable_data() : nullptr;
+          (ref ? sgd_step__ref : sgd_step)(p.mutable_data(), bp, g.data(), g.size(), lr, momentum,
+                                          nesterov, weight_decay, first);
+        }
+      },
+      py::arg("param"), py::arg("momentum_buffer"), py::arg("grad"), py::arg("lr"),
+      py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"), py::arg("first"),
+      py::arg("ref") = false);
+  m.def(
+      "adam_step",
+      [](py::handle param, py::handle exp_avg, py::handle exp_avg_sq, py::handle grad,
+         int64_t step, double lr, double beta1, double beta2, double eps, double weight_decay,
+         bool ref) {
+        const std::string op = "adam_step";
+        if (step < 1)
+          throw py::value_error(op + ": step must be >= 1, got " + std::to_string(step));
+        const Shape shape = param_shape(param, op);
+        FArray g = as_float(grad, op, "grad");
+        expect_shape(g, shape, op, "grad");
+        InPlace p = in_place(param, shape, op, "param", {&g});
+        InPlace m1 = in_place(exp_avg, shape, op, "exp_avg", {&g, &p});
+        InPlace m2 = in_place(exp_avg_sq, shape, op, "exp_avg_sq", {&g, &p, &m1});
+        {
+          py::gil_scoped_release nogil;
+          (ref ? adam_step__ref : adam_step)(p.mutable_data(), m1.mutable_data(),
+                                            m2.mutable_data(), g.data(), g.size(), lr, beta1,
+                                            beta2, eps, weight_decay, step);
+        }
+      },
+      py::arg("param"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("grad"),
+      py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
+      py::arg("weight_decay"), py::arg("ref") = false);
+
+  m.def(
+      "softmax_xent_soft_forward",
+      [](py::handle logits, py::handle target, py::handle out) {
+        const std::string op = "cross_entropy";
+        auto [x, t] = soft_xent_inputs(logits, target, op, "logits");
+        const int64_t N = x.shape(0), K = x.shape(1);
+        FArray probs = output<float>(out, {N, K}, op, "out (probs)", {&x, &t});
+        double loss;
+        {
+          py::gil_scoped_release nogil;
+          loss = softmax_xent_soft_forward(probs.mutable_data(), x.data(), t.data(), N, K);
+        }
+        return py::make_tuple(loss, probs);
+      },
+      py::arg("logits"), py::arg("target"), py::arg("out") = py::none());
+  m.def(
+      "softmax_xent_soft_backward",
+      [](py::handle probs, py::handle target, float dloss, py::handle out) {
+        const std::string op = "cross_entropy_backward";
+        auto [p, t] = soft_xent_inputs(probs, target, op, "probs");
+        const int64_t N = p.shape(0), K = p.shape(1);
+        FArray dx = output<float>(out, {N, K}, op, "out", {&p, &t}, true);
+        {
+          py::gil_scoped_release nogil;
+          softmax_xent_soft_backward(dx.mutable_data(), p.data(), t.data(), N, K, dloss);
+        }
+        return dx;
+      },
+      py::arg("probs"), py::arg("target"), py::arg("grad") = 1.0f, py::arg("out") = py::none());
+
+  using LossForward = double (*)(const float*, const float*, int64_t);
+  using LossBackward = void (*)(float*, const float*, const float*, int64_t, float);
+  const std::tuple<const char*, const char*, LossForward, LossBackward> elementwise_losses[] = {
+      {"bce_logits", "binary_cross_entropy", bce_logits_forward, bce_logits_backward},
+      {"mse", "mse_loss", mse_forward, mse_backward},
+  };
+  for (const auto& [prefix, name, fwd, bwd] : elementwise_losses) {
+    const std::string op = name;
+    m.def((std::string(prefix) + "_forward").c_str(),
+          [op, fwd = fwd](py::handle input, py::handle target) {
+            auto [x, t] = loss_inputs(input, target, op);
+            py::gil_scoped_release nogil;
+            return fwd(x.data(), t.data(), x.size());
+          },
+          py::arg("input"), py::arg("target"));
+    m.def((std::string(prefix) + "_backward").c_str(),
+          [op, bwd = bwd](py::handle input, py::handle target, float dloss, py::handle out) {
+            const std::string opb = op + "_backward";
+            auto [x, t] = loss_inputs(input, target, opb);
+            FArray dx = output<float>(out, Shape(x.shape(), x.shape() + x.ndim()), opb, "out",
+                                      {&x, &t}, true);
+            {
+              py::gil_scoped_release nogil;
+              bwd(dx.mutable_data(), x.data(), t.data(), x.size(), dloss);
+            }
+            return dx;
+          },
+          py::arg("input"), py::arg("target"), py::arg("grad") = 1.0f,
+          py::arg("out") = py::none());
+  }
+  // === end of optimizers and losses ==========================================================
 }

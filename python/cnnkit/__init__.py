@@ -1,12 +1,18 @@
 """cnnkit: fast convolutional neural networks on the CPU.
 
 A C++17 core (OpenMP threads, SIMD kernels) does the arithmetic on float32 NCHW minibatches;
-``cnnkit.functional`` exposes every op and its backward pass on NumPy arrays.
+``cnnkit.functional`` exposes every op and its backward pass on NumPy arrays, ``cnnkit.layers``
+and ``cnnkit.Sequential`` the Keras-style model lifecycle over PyTorch-style layers.
 """
 from . import _core
-from . import callbacks
 from . import functional
+from . import layers
+from . import optim, losses, metrics, callbacks
 from . import datasets
+from . import models
+from ._random import set_random_seed
+from .model import Sequential
+from .saving import CheckpointError, load_model
 
 __version__ = _core.__version__
 
@@ -34,5 +40,6 @@ def show_config(file=None):
     print("\n".join(lines), file=file)
 
 
-__all__ = ["callbacks", "functional", "get_num_threads", "set_num_threads", "show_config",
+__all__ = ["Sequential", "CheckpointError", "load_model", "functional", "layers", "optim", "losses", "metrics",
+           "callbacks", "datasets", "models", "get_num_threads", "set_num_threads", "set_random_seed", "show_config",
            "__version__"]

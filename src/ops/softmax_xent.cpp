@@ -80,4 +80,44 @@ void softmax_xent_backward(float* dlogits, const float* probs, const int64_t* la
   });
 }
 
+double softmax_xent_soft_forward(float* probs, const float* logits, const float* targets,
+                                 int64_t N, int64_t K) {
+  if (N == 0) return std::numeric_limits<double>::quiet_NaN();
+  const int nt = threads_for(N, N * K * 10);
+  std::vector<double> partial(nt, 0.0);
+  parallel_chunks(N, nt, [&](int64_t b, int64_t e, int t) {
+    double acc = 0.0;
+    for (int64_t n = b; n < e; ++n) {
+      const double lse = softmax_row(probs + n * K, logits + n * K, K);
+      const float* x = logits + n * K;
+      const float* tn = targets + n * K;
+      // -log_softmax = lse - x >= 0 for every class, so with targets >= 0 the sum has no
+      // cancellation (sum(t) * lse - sum(t * x) would cancel badly for large logits).
+      for (int64_t k = 0; k < K; ++k)
+        acc += static_cast<double>(tn[k]) * (lse - static_cast<double>(x[k]));
+    }
+    partial[t] = acc;
+  });
+  double total = 0.0;
+  for (double p : partial) total += p;
+  return total / static_cast<double>(N);
+}
+
+void softmax_xent_soft_backward(float* dlogits, const float* probs, const float* targets,
+                                int64_t N, int64_t K, float dloss) {
+  if (N == 0) return;
+  const float scale = dloss / static_cast<float>(N);
+  parallel_for(N, N * K * 3, [=](int64_t b, int64_t e, int) {
+    for (int64_t n = b; n < e; ++n) {
+      const float* tn = targets + n * K;
+      float sum_t = 0.0f;
+      for (int64_t k = 0; k < K; ++k) sum_t += tn[k];
+      // d/dx_k of sum_j t_j * (lse - x_j) = p_k * sum_j t_j - t_k
+#pragma omp simd
+      for (int64_t k = 0; k < K; ++k)
+        dlogits[n * K + k] = (probs[n * K + k] * sum_t - tn[k]) * scale;
+    }
+  });
+}
+
 }  // namespace cnnkit

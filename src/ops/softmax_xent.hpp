@@ -20,4 +20,15 @@ double softmax_xent_forward(float* probs, const float* logits, const int64_t* la
 void softmax_xent_backward(float* dlogits, const float* probs, const int64_t* labels, int64_t N,
                            int64_t K, float dloss);
 
+// Soft labels (torch.nn.functional.cross_entropy with class-probability targets): returns
+// mean over n of sum_k targets[n, k] * (logsumexp(logits[n]) - logits[n, k]), accumulated in
+// double; probs [N, K] overwritten with softmax(logits). targets [N, K] are not checked
+// (rows need not sum to 1). N == 0 returns NaN.
+double softmax_xent_soft_forward(float* probs, const float* logits, const float* targets,
+                                 int64_t N, int64_t K);
+// dlogits [N, K] = (probs * sum_k targets[n, k] - targets) * dloss / N, which is
+// probs - targets when the rows of targets sum to 1; may alias probs.
+void softmax_xent_soft_backward(float* dlogits, const float* probs, const float* targets,
+                                int64_t N, int64_t K, float dloss);
+
 }  // namespace cnnkit
