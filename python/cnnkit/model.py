@@ -1,0 +1,424 @@
+"""Sequential: a stack of layers with Keras's model lifecycle (compile, fit, evaluate,
+predict, summary, save) over PyTorch-style layers and state_dict keys.
+
+NumPy in, NumPy out. The arithmetic runs in the C++ core: layers, loss and optimizer each
+call it once per step; the loop here only moves references. Layers inside a model reuse their
+output and gradient arrays from step to step, and fit gathers each batch into one reused
+array, so a training step allocates no large buffers.
+"""
+import math
+import time
+
+import numpy as np
+
+from . import _random, callbacks as callbacks_module, losses, metrics as metrics_module, optim
+from .layers import Layer
+
+__all__ = ["Sequential"]
+
+
+def _snake(name):
+    out = []
+    for i, c in enumerate(name):
+        if c.isupper() and i and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower())):
+            out.append("_")
+        out.append(c.lower())
+    return "".join(out)
+
+
+def _batch_count(n, batch_size):
+    return max(1, math.ceil(n / batch_size)) if n else 0
+
+
+class Sequential:
+    """A linear stack of layers. ``input_shape`` (without the batch dimension) lets the model
+    check the layers fit together and infer every output shape before seeing data; without it
+    the shapes are inferred from the first batch."""
+
+    def __init__(self, layers=None, input_shape=None, name="sequential"):
+        self.name = name
+        self._layers = []
+        self.input_shape = None if input_shape is None else self._shape_arg(input_shape)
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.stop_training = False
+        self.training = True
+        self.history = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # --- structure --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _shape_arg(shape):
+        try:
+            shape = tuple(int(d) for d in shape)
+        except TypeError:
+            raise TypeError(f"input_shape must be a tuple of ints (without the batch), got {shape!r}") from None
+        if not shape or any(d < 1 for d in shape):
+            raise ValueError(f"input_shape must be non-empty positive sizes (without the batch), got {shape}")
+        return shape
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def add(self, layer):
+        """Append a layer; with a known input shape, fails at once if it does not fit."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a cnnkit Layer, got {type(layer).__name__}")
+        if any(layer is l for l in self._layers):
+            raise ValueError(f"layer {layer!r} is already in this model")
+        self._layers.append(layer)
+        try:
+            if self.input_shape is not None:
+                self.output_shapes()
+        except ValueError as e:
+            self._layers.pop()
+            raise ValueError(f"layer {len(self._layers)} ({type(layer).__name__}) does not fit: {e}") from None
+        if layer.name is None:
+            base = _snake(type(layer).__name__)
+            taken = {l.name for l in self._layers}
+            layer.name = base if base not in taken else next(f"{base}_{i}" for i in range(1, 10**6)
+                                                             if f"{base}_{i}" not in taken)
+        layer.reuse_buffers = True
+        layer.training = self.training
+        return self
+
+    def output_shapes(self):
+        """Output shape of every layer (without the batch), from input_shape."""
+        if self.input_shape is None:
+            raise ValueError("the model's input shape is unknown: give input_shape=... or call it on data first")
+        shapes, shape = [], self.input_shape
+        for layer in self._layers:
+            shape = tuple(layer.output_shape(shape))
+            shapes.append(shape)
+        return shapes
+
+    def count_params(self):
+        return int(sum(layer.count_params() for layer in self._layers))
+
+    def _trainable(self):
+        """(params, grads) of trainable layers, in layer then key order."""
+        params, grads = [], []
+        for layer in self._layers:
+            if layer.trainable:
+                for key, p in layer.params.items():
+                    params.append(p)
+                    grads.append(layer.grads[key])
+        return params, grads
+
+    def summary(self, print_fn=print):
+        """Keras's table: layer (type), output shape with None for the batch, params; totals."""
+        shapes = self.output_shapes() if self.input_shape is not None else [None] * len(self._layers)
+        rows = [(f"{l.name} ({type(l).__name__})", "?" if s is None else str((None,) + s),
+                 f"{l.count_params():,}") for l, s in zip(self._layers, shapes)]
+        w0 = max([28] + [len(r[0]) + 2 for r in rows])
+        w1 = max([26] + [len(r[1]) + 2 for r in rows])
+        width = w0 + w1 + 12
+        trainable = sum(l.count_params() for l in self._layers if l.trainable)
+        lines = [f'Model: "{self.name}"', "_" * width,
+                 f" {'Layer (type)':<{w0 - 1}}{'Output Shape':<{w1}}{'Param #':>10}", "=" * width]
+        for i, (a, b, c) in enumerate(rows):
+            lines.append(f" {a:<{w0 - 1}}{b:<{w1}}{c:>10}")
+            lines.append("_" * width if i < len(rows) - 1 else "=" * width)
+        if not rows:
+            lines.append("=" * width)
+        lines += [f"Total params: {self.count_params():,}", f"Trainable params: {trainable:,}",
+                  f"Non-trainable params: {self.count_params() - trainable:,}", "_" * width]
+        text = "\n".join(lines)
+        if print_fn is None:
+            return text
+        print_fn(text)
+
+    # --- modes ----------------------------------------------------------------------------------
+
+    def train(self, mode=True):
+        """Training mode (Dropout active) or, with mode=False, evaluation mode."""
+        self.training = bool(mode)
+        for layer in self._layers:
+            layer.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    class _Mode:
+        """Switches the model to a mode for a with-block and restores the previous one."""
+
+        def __init__(self, model, training):
+            self.model, self.training = model, training
+
+        def __enter__(self):
+            self.before = self.model.training
+            self.model.train(self.training)
+
+        def __exit__(self, *exc):
+            self.model.train(self.before)
+
+    # --- forward and backward -------------------------------------------------------------------
+
+    def _check_input(self, x):
+        x = np.asarray(x)
+        if x.ndim < 1:
+            raise ValueError(f"expected a batch of inputs, got a scalar")
+        if self.input_shape is None:
+            self.input_shape = self._shape_arg(x.shape[1:])
+            self.output_shapes()
+        elif tuple(x.shape[1:]) != self.input_shape:
+            hint = ""
+            if x.ndim == len(self.input_shape) + 1 and x.ndim >= 3 and \
+                    tuple(x.shape[1:]) == self.input_shape[1:] + self.input_shape[:1]:
+                hint = f"; it looks channels-last: use x.transpose(0, {x.ndim - 1}, {', '.join(map(str, range(1, x.ndim - 1)))})"
+            raise ValueError(f"expected input of shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got shape {x.shape}{hint}")
+        return x
+
+    def _forward(self, x):
+        for layer in self._layers:
+            x = layer.forward(x)
+        return x
+
+    def _backward(self, grad, input_grad):
+        if self._layers:
+            self._layers[0].input_grad = input_grad
+        for layer in reversed(self._layers):
+            grad = layer.backward(grad)
+        return grad
+
+    def forward(self, x):
+        """The last layer's output for x (in the current mode), a fresh array."""
+        return np.array(self._forward(self._check_input(x)), dtype=np.float32, copy=True)
+
+    __call__ = forward
+
+    def backward(self, grad_output):
+        """Backpropagates grad_output through the layers after a forward; fills every layer's
+        grads and returns the gradient w.r.t. the model's input (a fresh array)."""
+        return np.array(self._backward(np.asarray(grad_output, np.float32), True), copy=True)
+
+    # --- training ---------------------------------------------------------------------------------
+
+    def compile(self, optimizer="sgd", loss="cross_entropy", metrics=None):
+        """Choose the optimizer and loss (names or objects) and the metrics (e.g. ["accuracy"])."""
+        self.optimizer = optim.get(optimizer)
+        self.loss = losses.get(loss)
+        names = [] if metrics is None else ([metrics] if isinstance(metrics, str) else list(metrics))
+        self.metrics = [(name if isinstance(name, str) else getattr(name, "__name__", "metric"),
+                         metrics_module.get(name, self.loss)) for name in names]
+        return self
+
+    def _require_compiled(self, what):
+        if self.optimizer is None or self.loss is None:
+            raise RuntimeError(f"{what}: call model.compile(optimizer=..., loss=...) first")
+
+    def _prepare(self, x, y, what):
+        """x as float32 C-contiguous (one conversion) and y, with their lengths checked."""
+        x = np.ascontiguousarray(self._check_input(x), dtype=np.float32)
+        if y is None:
+            raise ValueError(f"{what}: targets y are required")
+        y = np.asarray(y)
+        if y.ndim < 1 or len(y) != len(x):
+            raise ValueError(f"{what}: x has {len(x)} samples but y has {len(y) if y.ndim else 'no'} "
+                             f"(x shape {x.shape}, y shape {y.shape})")
+        if y.dtype.kind == "f":
+            y = np.ascontiguousarray(y, dtype=np.float32)
+        elif y.dtype.kind in "iub":
+            y = np.ascontiguousarray(y, dtype=np.int64)
+        else:
+            raise TypeError(f"{what}: y must hold numbers, got dtype {y.dtype}")
+        return x, y
+
+    def _step(self, xb, yb):
+        """One training step on a batch; returns (loss, outputs)."""
+        out = self._forward(xb)
+        loss = self.loss(out, yb)
+        self._backward(self.loss.backward(), False)
+        params, grads = self._trainable()
+        self.optimizer.step(params, grads)
+        return loss, out
+
+    def train_on_batch(self, x, y):
+        """One optimisation step on (x, y); returns {"loss": ..., <metric>: ...}."""
+        self._require_compiled("train_on_batch")
+        x, y = self._prepare(x, y, "train_on_batch")
+        with self._Mode(self, True):
+            loss, out = self._step(x, y)
+        logs = {"loss": loss}
+        for name, fn in self.metrics:
+            logs[name] = float(fn(out, y))
+        return logs
+
+    def fit(self, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True):
+        """Train for `epochs` passes over (x, y) in minibatches; returns the History.
+
+        validation_split holds out that fraction of the samples (the last ones, as Keras);
+        validation_data=(x_val, y_val) gives them explicitly. Shuffling uses cnnkit's generator.
+        """
+        self._require_compiled("fit")
+        batch_size = self._positive_int(batch_size, "batch_size")
+        epochs = self._positive_int(epochs, "epochs", minimum=0)
+        x, y = self._prepare(x, y, "fit")
+        if not 0.0 <= float(validation_split) < 1.0:
+            raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("fit: validation_data must be (x_val, y_val)")
+            val = self._prepare(*validation_data, "fit (validation_data)")
+        elif validation_split > 0:
+            cut = len(x) - int(len(x) * float(validation_split))
+            if cut in (0, len(x)):
+                raise ValueError(f"fit: validation_split={validation_split} leaves no training or no "
+                                 f"validation samples out of {len(x)}")
+            x, y, val = x[:cut], y[:cut], (x[cut:], y[cut:])
+        else:
+            val = None
+        n = len(x)
+        steps = _batch_count(n, batch_size)
+        cbs = callbacks_module.CallbackList(callbacks, model=self, add_history=True, add_progress=True,
+                                            verbose=verbose, epochs=epochs, steps=steps)
+        # one reused array per batch input and target: the gather below writes into them
+        xb_buf = np.empty((min(batch_size, n),) + x.shape[1:], np.float32)
+        yb_buf = np.empty((min(batch_size, n),) + y.shape[1:], y.dtype)
+        self.stop_training = False
+        logs = {}
+        cbs.on_train_begin()
+        with self._Mode(self, True):
+            for epoch in range(epochs):
+                cbs.on_epoch_begin(epoch)
+                order = _random.generator().permutation(n) if shuffle else np.arange(n)
+                sums, seen = {}, 0
+                for step in range(steps):
+                    cbs.on_train_batch_begin(step)
+                    idx = order[step * batch_size:(step + 1) * batch_size]
+                    xb, yb = xb_buf[:len(idx)], yb_buf[:len(idx)]
+                    np.take(x, idx, axis=0, out=xb)
+                    np.take(y, idx, axis=0, out=yb)
+                    loss, out = self._step(xb, yb)
+                    batch = {"loss": loss}
+                    for name, fn in self.metrics:
+                        batch[name] = float(fn(out, yb))
+                    seen += len(idx)
+                    for k, v in batch.items():
+                        sums[k] = sums.get(k, 0.0) + v * len(idx)
+                    logs = {k: v / seen for k, v in sums.items()}
+                    cbs.on_train_batch_end(step, dict(logs))
+                    if self.stop_training:
+                        break
+                if val is not None and not self.stop_training:
+                    with self._Mode(self, False):
+                        results = self._evaluate(*val, batch_size)
+                    logs.update({f"val_{k}": v for k, v in results.items()})
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        cbs.on_train_end(logs)
+        self.history = cbs.history
+        return self.history
+
+    @staticmethod
+    def _positive_int(value, name, minimum=1):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        return int(value)
+
+    # --- inference --------------------------------------------------------------------------------
+
+    def _evaluate(self, x, y, batch_size):
+        sums, n = {}, len(x)
+        for start in range(0, n, batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            out = self._forward(xb)
+            batch = {"loss": self.loss(out, yb)}
+            for name, fn in self.metrics:
+                batch[name] = float(fn(out, yb))
+            for k, v in batch.items():
+                sums[k] = sums.get(k, 0.0) + v * len(xb)
+        return {k: v / n for k, v in sums.items()} if n else {"loss": float("nan")}
+
+    def evaluate(self, x, y, batch_size=32, verbose=0):
+        """Mean loss and metrics over (x, y), in evaluation mode: {"loss": ..., "accuracy": ...}."""
+        if self.loss is None:
+            raise RuntimeError("evaluate: call model.compile(loss=...) first")
+        batch_size = self._positive_int(batch_size, "batch_size")
+        x, y = self._prepare(x, y, "evaluate")
+        with self._Mode(self, False):
+            results = self._evaluate(x, y, batch_size)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in results.items()))
+        return results
+
+    def predict(self, x, batch_size=32, verbose=0):
+        """The last layer's outputs for x, batch by batch, in evaluation mode (float32)."""
+        batch_size = self._positive_int(batch_size, "batch_size")
+        x = np.ascontiguousarray(self._check_input(x), dtype=np.float32)
+        result = None
+        with self._Mode(self, False):
+            for start in range(0, len(x), batch_size):
+                out = self._forward(x[start:start + batch_size])
+                if result is None:
+                    result = np.empty((len(x),) + out.shape[1:], np.float32)
+                result[start:start + len(out)] = out
+        if result is None:  # empty input: shape from the layers
+            result = np.empty((0,) + (self.output_shapes()[-1] if self._layers else self.input_shape), np.float32)
+        return result
+
+    # --- state ------------------------------------------------------------------------------------
+
+    def state_dict(self):
+        """{"<layer index>.<name>": copy of the array} in layer order, PyTorch's keys."""
+        sd = {}
+        for i, layer in enumerate(self._layers):
+            for key, value in layer.params.items():
+                sd[f"{i}.{key}"] = value.copy()
+            for key, value in getattr(layer, "buffers", {}).items():
+                sd[f"{i}.{key}"] = value.copy()
+        return sd
+
+    def _state_arrays(self):
+        """The live arrays behind state_dict's keys."""
+        live = {}
+        for i, layer in enumerate(self._layers):
+            for key, value in layer.params.items():
+                live[f"{i}.{key}"] = value
+            for key, value in getattr(layer, "buffers", {}).items():
+                live[f"{i}.{key}"] = value
+        return live
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays into the layers by PyTorch's keys. Accepts NumPy arrays or anything
+        array-like (a torch.nn.Sequential's state_dict loads unchanged). strict: the keys must
+        match exactly. Shapes must always match. Nothing is changed when a check fails."""
+        live = self._state_arrays()
+        given = {}
+        for k, v in dict(state_dict).items():
+            if hasattr(v, "detach"):  # a torch tensor, without importing torch
+                v = v.detach().cpu().numpy()
+            given[str(k)] = np.asarray(v)
+        missing = [k for k in live if k not in given]
+        unexpected = [k for k in given if k not in live]
+        if strict and (missing or unexpected):
+            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for k, v in given.items():
+            if k in live and v.shape != live[k].shape:
+                raise ValueError(f"load_state_dict: {k} has shape {v.shape}, the model expects {live[k].shape}")
+            if k in live and v.dtype.kind not in "fiub":
+                raise TypeError(f"load_state_dict: {k} has dtype {v.dtype}, expected numbers")
+        for k, v in given.items():
+            if k in live:
+                np.copyto(live[k], v, casting="unsafe")
+        return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    def get_config(self):
+        return {"name": self.name, "input_shape": None if self.input_shape is None else list(self.input_shape),
+                "layers": [{"type": type(l).__name__, "config": l.get_config(), "name": l.name,
+                            "trainable": l.trainable} for l in self._layers]}
+
+    def save(self, path):
+        """Write architecture, weights and optimizer state to one file, atomically."""
+        from .saving import save_model
+        save_model(self, path)
