@@ -1,8 +1,21 @@
-// conv2d: the shape function and forward/backward. Placeholder fast path until the
-// im2col + packed-GEMM lowering lands: forward and backward run the direct reference loops.
+// conv2d: the shape function, the im2col + GEMM lowering of forward and backward, and the
+// direct-loop references. Per image (darknet's lowering, with col packed straight from the
+// image by the GEMM instead of materialised):
+//   forward  y[OC, OH*OW]     = w[OC, C*KH*KW] · col(x) + b      (1x1 stride 1 unpadded: col = x)
+//   weight   dw[OC, C*KH*KW] += dy[OC, OH*OW] · col(x)ᵀ          (summed over the batch)
+//   input    dx = col2im(wᵀ · dy), or at stride 1 the forward convolution of dy with the
+//            180°-rotated, transposed kernel (no col2im)
+//   bias     db[OC] = sums of dy
+// Threads: small images run whole images per thread with single-threaded GEMMs; large ones go
+// image by image with the GEMM's own threads (see images_in_parallel).
 #include "ops/conv2d.hpp"
 
+#include <algorithm>
 #include <string>
+
+#include "kernels/gemm.hpp"
+#include "kernels/im2col.hpp"
+#include "parallel.hpp"
 
 namespace cnnkit {
 
@@ -94,14 +107,226 @@ void conv2d_backward__ref(float* dx, float* dw, float* db, const float* dy, cons
         }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// The im2col + GEMM path
+
+namespace {
+
+// Workspace slots of conv2d.
+constexpr int kSlotCol = 0;      // col blocks of the input gradient, one per thread
+constexpr int kSlotPartial = 1;  // weight-gradient partials of groups 1 .. G-1
+constexpr int kSlotRotated = 2;  // the rotated, transposed kernel
+
+// The weight gradient sums over the batch in G fixed groups of consecutive images, one
+// partial per group, the partials added in group order. G depends on the shape alone (at most
+// this many, and partials of at most kMaxPartialFloats in all), so dw is the same for every
+// thread count and either threading path; G also caps the threads of this reduction.
+constexpr int64_t kWeightGradGroups = 8;
+constexpr int64_t kMaxPartialFloats = int64_t{1} << 22;  // 16 MiB
+
+// col2im works on blocks of col [C*KH*KW, nj] of about this many floats (L2-resident).
+constexpr int64_t kColBlockFloats = int64_t{1} << 16;
+
+Im2colShape im2col_shape(const Conv2dShape& s) {
+  return {s.C, s.H, s.W, s.KH, s.KW, s.SH, s.SW, s.PT, s.PL, s.DH, s.DW, s.OH, s.OW};
+}
+
+// A 1x1, stride-1, unpadded convolution: col is the image itself.
+bool is_pointwise(const Conv2dShape& s) {
+  return s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT == 0 && s.PB == 0 &&
+         s.PL == 0 && s.PR == 0;
+}
+
+int64_t image_flops(const Conv2dShape& s) { return 2 * s.OC * s.C * s.KH * s.KW * s.OH * s.OW; }
+
+// Threads over `items` independent units of whole images, each running single-threaded
+// GEMMs, when that keeps every thread busy (at most 25% of the slots idle); else 1, and each
+// GEMM spreads itself over the threads.
+int unit_threads(int64_t items, int64_t flops) {
+  const int nt = threads_for(items, flops);
+  if (nt <= 1) return 1;
+  const int64_t per_thread = (items + nt - 1) / nt;
+  return per_thread * nt * 4 <= items * 5 ? nt : 1;
+}
+
+// y [OC, OH, OW] = w [OC, C*KH*KW] · col(x [C, H, W]) + b, for one image.
+void forward_image(float* y, const float* x, const float* w, const float* b,
+                   const Conv2dShape& s) {
+  const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
+  GemmEpilogue ep;
+  ep.row_bias = b;
+  if (is_pointwise(s))
+    gemm(s.OC, P, K, 1.0f, gemm_a(w, K, false), gemm_b(x, P, false), 0.0f, y, P, ep);
+  else
+    gemm(s.OC, P, K, 1.0f, gemm_a(w, K, false), Im2colOperand(x, im2col_shape(s)), 0.0f, y, P,
+         ep);
+}
+
+// db [OC] = sums of dy [N, OC, OH, OW]; one thread sums each channel, in a fixed order.
+void bias_grad(float* db, const float* dy, const Conv2dShape& s) {
+  const int64_t P = s.OH * s.OW;
+  parallel_for(s.OC, s.N * s.OC * P, [&](int64_t o0, int64_t o1, int) {
+    for (int64_t oc = o0; oc < o1; ++oc) {
+      float acc = 0.0f;
+      for (int64_t n = 0; n < s.N; ++n) {
+        const float* row = dy + (n * s.OC + oc) * P;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t j = 0; j < P; ++j) acc += row[j];
+      }
+      db[oc] = acc;
+    }
+  });
+}
+
+// How the input gradient of one image is formed.
+enum class InputGradPath {
+  pointwise,  // dx [C, H*W] = wᵀ · dy: col2im of a 1x1 stride-1 conv is the identity
+  rotated,    // stride 1, padding < the dilated kernel: a forward conv of dy (rotated_shape)
+  col2im,     // dx = col2im(wᵀ · dy), in pixel blocks
+};
+
+InputGradPath input_grad_path(const Conv2dShape& s) {
+  if (is_pointwise(s)) return InputGradPath::pointwise;
+  const int64_t ekh = s.DH * (s.KH - 1) + 1, ekw = s.DW * (s.KW - 1) + 1;
+  if (s.SH == 1 && s.SW == 1 && std::max(s.PT, s.PB) <= ekh - 1 &&
+      std::max(s.PL, s.PR) <= ekw - 1)
+    return InputGradPath::rotated;
+  return InputGradPath::col2im;
+}
+
+// At stride 1, dx[c, ih, iw] = sum dy[oc, ih + PT - kh*DH, iw + PL - kw*DW] w[oc, c, kh, kw]:
+// the convolution of dy [OC, OH, OW] with wr [C, OC, KH, KW] (wr[c, oc, kh, kw] =
+// w[oc, c, KH-1-kh, KW-1-kw]), padded by the dilated kernel extent - 1 - the forward padding,
+// which gives an H x W output.
+Conv2dShape rotated_shape(const Conv2dShape& s) {
+  const int64_t ekh = s.DH * (s.KH - 1) + 1, ekw = s.DW * (s.KW - 1) + 1;
+  return conv2d_shape(s.N, s.OC, s.OH, s.OW, s.C, s.KH, s.KW, 1, 1, ekh - 1 - s.PT,
+                      ekh - 1 - s.PB, ekw - 1 - s.PL, ekw - 1 - s.PR, s.DH, s.DW);
+}
+
+// wr [C, OC, KH, KW] = w [OC, C, KH, KW] with each kernel rotated by 180°.
+void rotate_kernel(float* wr, const float* w, const Conv2dShape& s) {
+  const int64_t kk = s.KH * s.KW;
+  for (int64_t oc = 0; oc < s.OC; ++oc)
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t t = 0; t < kk; ++t) wr[(c * s.OC + oc) * kk + kk - 1 - t] = w[(oc * s.C + c) * kk + t];
+}
+
+// The per-image steps of the backward pass and what they share.
+struct Backward {
+  const Conv2dShape& s;
+  const float* dy;
+  const float* x;
+  const float* w;
+  InputGradPath path;
+  Conv2dShape sr;          // rotated_shape(s), for the rotated path
+  const float* wr;         // the rotated kernel, for the rotated path
+  int64_t col_block;       // pixel columns per col2im block
+
+  // dw [OC, C*KH*KW] (+)= dy_n [OC, OH*OW] · col(x_n)ᵀ.
+  void weight_image(float* dw, bool accumulate, int64_t n) const {
+    const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
+    const float* dyn = dy + n * s.OC * P;
+    const float* xn = x + n * s.C * s.H * s.W;
+    const float beta = accumulate ? 1.0f : 0.0f;
+    if (is_pointwise(s))
+      gemm(s.OC, K, P, 1.0f, gemm_a(dyn, P, false), gemm_b(xn, P, true), beta, dw, K);
+    else
+      gemm(s.OC, K, P, 1.0f, gemm_a(dyn, P, false), Im2colTransposedOperand(xn, im2col_shape(s)),
+           beta, dw, K);
+  }
+
+  // dx_n [C, H, W] overwritten; col: scratch of K * col_block floats for the col2im path.
+  // threaded: this runs outside a parallel region, so col2im spreads over channels.
+  void input_image(float* dxn, int64_t n, float* col, bool threaded) const {
+    const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
+    const float* dyn = dy + n * s.OC * P;
+    switch (path) {
+      case InputGradPath::pointwise:
+        gemm(s.C, P, s.OC, 1.0f, gemm_a(w, K, true), gemm_b(dyn, P, false), 0.0f, dxn, P);
+        return;
+      case InputGradPath::rotated:
+        forward_image(dxn, dyn, wr, nullptr, sr);
+        return;
+      case InputGradPath::col2im:
+        break;
+    }
+    const Im2colShape g = im2col_shape(s);
+    std::fill(dxn, dxn + s.C * s.H * s.W, 0.0f);
+    for (int64_t j0 = 0; j0 < P; j0 += col_block) {
+      const int64_t nj = std::min(col_block, P - j0);
+      // col [K, nj] = wᵀ [K, OC] · dy_n [OC, j0 .. j0+nj)
+      gemm(K, nj, s.OC, 1.0f, gemm_a(w, K, true), gemm_b(dyn + j0, P, false), 0.0f, col, nj);
+      // Channels own disjoint planes of dx_n, so they split over threads without races.
+      const int nt = threaded ? threads_for(s.C, K * nj) : 1;
+      parallel_chunks(s.C, nt, [&](int64_t c0, int64_t c1, int) {
+        col2im_add(dxn, col, g, j0, nj, c0, c1);
+      });
+    }
+  }
+};
+
+}  // namespace
+
 void conv2d_forward(float* y, const float* x, const float* w, const float* b,
                     const Conv2dShape& s, Workspace&) {
-  conv2d_forward__ref(y, x, w, b, s);
+  const int64_t xs = s.C * s.H * s.W, ys = s.OC * s.OH * s.OW;
+  // Whole images per thread when there are enough of them; each image is the same GEMM
+  // either way, so y does not depend on the thread count.
+  const int nt = unit_threads(s.N, s.N * image_flops(s));
+  parallel_chunks(s.N, nt, [&](int64_t n0, int64_t n1, int) {
+    for (int64_t n = n0; n < n1; ++n) forward_image(y + n * ys, x + n * xs, w, b, s);
+  });
 }
 
 void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
-                     const float* w, const Conv2dShape& s, Workspace&) {
-  conv2d_backward__ref(dx, dw, db, dy, x, w, s);
+                     const float* w, const Conv2dShape& s, Workspace& ws) {
+  if (db) bias_grad(db, dy, s);
+  if (!dx && !dw) return;
+  const int64_t K = s.C * s.KH * s.KW, wsize = s.OC * K, xs = s.C * s.H * s.W;
+  if (s.N == 0) {
+    if (dw) std::fill(dw, dw + wsize, 0.0f);
+    return;
+  }
+  Backward bw{s, dy, x, w, input_grad_path(s), s, nullptr, 0};
+  if (dx && bw.path == InputGradPath::rotated) {
+    bw.sr = rotated_shape(s);
+    float* wr = ws.buffer(kSlotRotated, wsize);
+    rotate_kernel(wr, w, s);
+    bw.wr = wr;
+  }
+  bw.col_block = std::min(s.OH * s.OW, std::max<int64_t>(16, kColBlockFloats / K));
+
+  // Group g holds images [N*g/G, N*(g+1)/G); its dw partial is dw itself for g = 0.
+  const int64_t groups = std::clamp<int64_t>(kMaxPartialFloats / wsize, 1,
+                                             std::min(s.N, kWeightGradGroups));
+  float* partials = dw && groups > 1 ? ws.buffer(kSlotPartial, (groups - 1) * wsize) : nullptr;
+  const int nt = unit_threads(groups, 3 * s.N * image_flops(s));
+  float* cols = dx && bw.path == InputGradPath::col2im
+                    ? ws.buffer(kSlotCol, static_cast<std::size_t>(nt) * K * bw.col_block)
+                    : nullptr;
+  parallel_chunks(groups, nt, [&](int64_t g0, int64_t g1, int t) {
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t n0 = s.N * g / groups, n1 = s.N * (g + 1) / groups;
+      float* dwg = g == 0 ? dw : partials + (g - 1) * wsize;
+      for (int64_t n = n0; n < n1; ++n) {
+        if (dw) bw.weight_image(dwg, n > n0, n);
+        if (dx) bw.input_image(dx + n * xs, n, cols ? cols + t * K * bw.col_block : nullptr,
+                               nt == 1);
+      }
+    }
+  });
+  if (partials) {
+    // dw = ((p0 + p1) + p2) + ...: every element summed in group order.
+    parallel_for(wsize, groups * wsize, [&](int64_t e0, int64_t e1, int) {
+      for (int64_t g = 1; g < groups; ++g) {
+        const float* p = partials + (g - 1) * wsize;
+#pragma omp simd
+        for (int64_t e = e0; e < e1; ++e) dw[e] += p[e];
+      }
+    });
+  }
 }
 
 }  // namespace cnnkit
