@@ -78,6 +78,55 @@ inline void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
   gemm(M, N, K, alpha, gemm_a(A, lda, trans_a), gemm_b(B, ldb, trans_b), beta, C, ldc);
 }
 
+// --- the blocked driver and its microkernels (the tiers' contract) --------------------------
+//
+// The driver (gemm.cpp) calls the operands' pack() once per block, never per element:
+//   A.pack(i0, mc, p0, kc, MR, buf)  with mc <= MC, kc <= KC  (an MC x KC block of A)
+//   B.pack(j0, nc, p0, kc, NR, buf)  with nc <= NC, kc <= KC  (a KC x NC panel of B)
+// with absolute offsets i0, j0, p0 (a thread's block of C starts anywhere, aligned to MR or
+// NR). buf is 64-byte aligned and reused; pack() must write all of it, zeros included.
+
+// What a microkernel does with the product P[MR, NR] of one packed A micro-panel and one
+// packed B micro-panel over a KC slice: c = alpha * P + beta * c (beta == 0: c is not read),
+// then, on the last slice only, + row_bias[i] + col_bias[j] and max(., 0) when relu.
+struct GemmTileArgs {
+  float alpha;
+  float beta;
+  const float* row_bias;  // [MR] or null
+  const float* col_bias;  // [NR] or null
+  bool relu;
+};
+
+// c [MR, NR] (row stride ldc) updated from a [kc, MR] (a[k * MR + i]) and b [kc, NR]
+// (b[k * NR + j], 64-byte aligned), kc >= 1. Always a full tile: the driver routes edge tiles
+// through an MR x NR scratch tile. Each c[i, j] sums its kc products in k order, so a result
+// does not depend on where its tile sits (thread-count independence rests on this).
+using GemmMicrokernel = void (*)(int64_t kc, const float* a, const float* b, float* c,
+                                 int64_t ldc, const GemmTileArgs& args);
+
+// One SIMD tier's GEMM: its microkernel and the block sizes tuned for it. MC is a multiple of
+// MR and NC of NR; a KC x NR micro-panel of B should fit in L1, an MC x KC block of A in L2.
+struct GemmKernel {
+  const char* name;
+  int MR, NR;
+  int64_t MC, KC, NC;
+  GemmMicrokernel micro;
+};
+
+// The blocked kernel of a tier (portable, avx2 when built and supported); null for ref and for
+// a tier this build or CPU cannot run.
+const GemmKernel* gemm_kernel(SimdTier tier);
+
+// The blocked driver on an explicit kernel (benchmarks tune block sizes through it); gemm()
+// is this with gemm_kernel(tier).
+void gemm_blocked(const GemmKernel& kernel, int64_t M, int64_t N, int64_t K, float alpha,
+                  const GemmOperand& A, const GemmOperand& B, float beta, float* C,
+                  int64_t ldc, const GemmEpilogue& epilogue = {});
+
+// Per-tier kernels, defined beside their microkernels (gemm_portable.cpp, gemm_avx2.cpp).
+extern const GemmKernel gemm_kernel__portable;
+extern const GemmKernel gemm_kernel__avx2;
+
 // The truth the other tiers are tested against: the textbook triple loop (K innermost, in
 // order, float accumulation), reading the operands through pack() one element at a time.
 void gemm__ref(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand& A,
