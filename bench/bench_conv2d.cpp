@@ -34,6 +34,8 @@ int check_packs() {
       {2, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 40, 1, 5, 1, 1, 0, 0, 2, 2, 1, 1},
       {2, 12, 12, 4, 4, 4, 4, 2, 2, 2, 2, 1, 1}, {3, 4, 4, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1},
       {2, 10, 9, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1},  {1, 3, 30, 3, 7, 1, 2, 1, 1, 3, 3, 1, 2},
+      {8, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},  {16, 7, 12, 3, 2, 2, 1, 1, 0, 0, 1, 1, 2},
+      {24, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},  {32, 1, 40, 1, 5, 1, 1, 0, 0, 2, 2, 1, 1},
   };
   int failures = 0;
   for (const G& q : geoms) {
@@ -42,13 +44,17 @@ int check_packs() {
     const Im2colShape g{s.C, s.H, s.W, s.KH, s.KW, s.SH, s.SW, s.PT, s.PL, s.DH, s.DW, s.OH, s.OW};
     const int64_t rows = s.C * s.KH * s.KW, npix = s.OH * s.OW;
     const std::vector<float> x = bench::random_floats(s.C * s.H * s.W, 7);
-    std::vector<float> col(rows * npix);
+    std::vector<float> col(rows * npix), xt(x.size());
     cnnkit::im2col(col.data(), x.data(), g);
+    cnnkit::chw_to_hwc(xt.data(), x.data(), s.C, s.H * s.W);
     const cnnkit::Im2colOperand fwd(x.data(), g);
     const cnnkit::Im2colTransposedOperand bwd(x.data(), g);
+    const cnnkit::Im2colHwcOperand hwc(xt.data(), g);
+    const int64_t kk = s.KH * s.KW;
     for (int width : {1, 6, 8, 16, 24, 48, 64}) {
-      // (outer start, outer count, k start, k count) for X(o, k): fwd has o = pixel, k = row.
-      for (int trans = 0; trans < 2; ++trans) {
+      // (outer start, outer count, k start, k count) for X(o, k): fwd has o = pixel, k = row;
+      // trans 1 and 2 (the channels-last operand, rows in tap-major order) have o = row.
+      for (int trans = 0; trans < 3; ++trans) {
         const int64_t no_all = trans ? rows : npix, nk_all = trans ? npix : rows;
         const int64_t ranges[][4] = {{0, no_all, 0, nk_all},
                                      {no_all / 3, no_all - no_all / 3, nk_all / 2, nk_all - nk_all / 2},
@@ -64,15 +70,16 @@ int check_packs() {
             for (int64_t k = 0; k < nk; ++k)
               for (int e = 0; e < width; ++e) {
                 const int64_t o = p * width + e;
-                const int64_t row = trans ? o0 + o : k0 + k, pix = trans ? k0 + k : o0 + o;
+                int64_t row = trans ? o0 + o : k0 + k;
+                const int64_t pix = trans ? k0 + k : o0 + o;
+                if (trans == 2 && o < no) row = row % s.C * kk + row / s.C;
                 want[(p * nk + k) * width + e] = o < no ? col[row * npix + pix] : 0.0f;
               }
-          for (int variant = 0; variant < (avx2 ? 2 : 1); ++variant) {
+          const cnnkit::GemmOperand* ops[] = {&fwd, &bwd, &hwc};
+          for (int variant = 0; variant < (avx2 && trans < 2 ? 2 : 1); ++variant) {
             std::vector<float> got(n, std::numeric_limits<float>::quiet_NaN());
             bool ran = true;
-            if (variant == 0)
-              (trans ? static_cast<const cnnkit::GemmOperand&>(bwd) : fwd)
-                  .pack(o0, no, k0, nk, width, got.data());
+            if (variant == 0) ops[trans]->pack(o0, no, k0, nk, width, got.data());
 #ifdef CNNKIT_HAVE_AVX2
             else
               ran = trans ? cnnkit::im2col_transposed_pack__avx2(x.data(), g, o0, no, k0, nk,
@@ -85,7 +92,8 @@ int check_packs() {
               std::fprintf(stderr,
                            "PACK MISMATCH: %s%s pack, geometry C%lld H%lld W%lld k%lldx%lld "
                            "s%lld,%lld, width %d, o0 %lld no %lld k0 %lld nk %lld\n",
-                           trans ? "transposed " : "", variant ? "avx2" : "operand",
+                           trans == 2 ? "channels-last " : trans ? "transposed " : "",
+                           variant ? "avx2" : "operand",
                            (long long)q.C, (long long)q.H, (long long)q.W, (long long)q.KH,
                            (long long)q.KW, (long long)q.SH, (long long)q.SW, width,
                            (long long)o0, (long long)no, (long long)k0, (long long)nk);

@@ -4,6 +4,7 @@
 #include "kernels/im2col.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 namespace cnnkit {
 
@@ -105,6 +106,103 @@ void Im2colTransposedOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t n
   if (avx2_ && im2col_transposed_pack__avx2(x_, g_, o0, no, k0, nk, width, dst)) return;
 #endif
   im2col_transposed_pack__portable(x_, g_, o0, no, k0, nk, width, dst);
+}
+
+namespace {
+
+// One panel of Im2colHwcOperand whose `width` rows are channels c .. c+width-1 of one tap
+// (the common case: C a multiple of the width): each pixel copies W contiguous floats.
+template <int W>
+void hwc_panel_one_tap(const float* xt, const Im2colShape& g, int64_t c, int64_t dh, int64_t dw,
+                       int64_t k0, int64_t nk, float* d) {
+  int64_t oh = k0 / g.OW, ow = k0 % g.OW;
+  for (int64_t k = 0; k < nk; ++k, d += W) {
+    const int64_t ih = oh * g.SH + dh, iw = ow * g.SW + dw;
+    if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
+      std::memcpy(d, xt + (ih * g.W + iw) * g.C + c, W * sizeof(float));
+    else
+      std::memset(d, 0, W * sizeof(float));
+    if (++ow == g.OW) ow = 0, ++oh;
+  }
+}
+
+// A panel whose rows fall in groups of 8 channels of one tap each (C a multiple of 8): each
+// pixel copies 8 contiguous floats per group.
+void hwc_panel_groups_of_8(const float* xt, const Im2colShape& g, int64_t r0, int width,
+                           int64_t k0, int64_t nk, float* d) {
+  constexpr int kMaxGroups = 8;
+  int64_t c[kMaxGroups], dh[kMaxGroups], dw[kMaxGroups];
+  const int groups = width / 8;
+  for (int q = 0; q < groups; ++q) {
+    const int64_t r = r0 + 8 * q, t = r / g.C;
+    c[q] = r % g.C;
+    dh[q] = t / g.KW * g.DH - g.PT;
+    dw[q] = t % g.KW * g.DW - g.PL;
+  }
+  int64_t oh = k0 / g.OW, ow = k0 % g.OW;
+  for (int64_t k = 0; k < nk; ++k, d += width) {
+    for (int q = 0; q < groups; ++q) {
+      const int64_t ih = oh * g.SH + dh[q], iw = ow * g.SW + dw[q];
+      if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
+        std::memcpy(d + 8 * q, xt + (ih * g.W + iw) * g.C + c[q], 8 * sizeof(float));
+      else
+        std::memset(d + 8 * q, 0, 8 * sizeof(float));
+    }
+    if (++ow == g.OW) ow = 0, ++oh;
+  }
+}
+
+}  // namespace
+
+void Im2colHwcOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
+                            float* dst) const {
+  const Im2colShape& g = g_;
+  const int64_t panels = (no + width - 1) / width;
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t r0 = o0 + p * width, rows = std::min<int64_t>(width, no - p * width);
+    float* d = dst + p * nk * width;
+    const int64_t t0 = r0 / g.C, c0 = r0 % g.C;
+    const int64_t dh0 = t0 / g.KW * g.DH - g.PT, dw0 = t0 % g.KW * g.DW - g.PL;
+    if (rows == width && c0 + width <= g.C && (width == 8 || width == 16)) {
+      if (width == 8)
+        hwc_panel_one_tap<8>(xt_, g, c0, dh0, dw0, k0, nk, d);
+      else
+        hwc_panel_one_tap<16>(xt_, g, c0, dh0, dw0, k0, nk, d);
+      continue;
+    }
+    if (rows == width && g.C % 8 == 0 && r0 % 8 == 0 && width % 8 == 0 && width <= 64) {
+      hwc_panel_groups_of_8(xt_, g, r0, width, k0, nk, d);
+      continue;
+    }
+    // Any other panel, row by row: each row is one (tap, channel).
+    for (int64_t i = 0; i < width; ++i) {
+      const int64_t r = r0 + i, t = r / g.C, c = r % g.C;
+      const int64_t dh = t / g.KW * g.DH - g.PT, dw = t % g.KW * g.DW - g.PL;
+      int64_t oh = k0 / g.OW, ow = k0 % g.OW;
+      for (int64_t k = 0; k < nk; ++k) {
+        const int64_t ih = oh * g.SH + dh, iw = ow * g.SW + dw;
+        d[k * width + i] = i < rows && ih >= 0 && ih < g.H && iw >= 0 && iw < g.W
+                               ? xt_[(ih * g.W + iw) * g.C + c]
+                               : 0.0f;
+        if (++ow == g.OW) ow = 0, ++oh;
+      }
+    }
+  }
+}
+
+void chw_to_hwc(float* xt, const float* x, int64_t C, int64_t HW) {
+#ifdef CNNKIT_HAVE_AVX2
+  if (use_avx2()) {
+    chw_to_hwc__avx2(xt, x, C, HW);
+    return;
+  }
+#endif
+  // 8 x 8 tiles keep both the reads and the scattered writes within a few cache lines.
+  constexpr int64_t kTile = 8;
+  for (int64_t c0 = 0; c0 < C; c0 += kTile)
+    for (int64_t j0 = 0; j0 < HW; j0 += kTile)
+      for (int64_t c = c0; c < std::min(C, c0 + kTile); ++c)
+        for (int64_t j = j0; j < std::min(HW, j0 + kTile); ++j) xt[j * C + c] = x[c * HW + j];
 }
 
 void im2col(float* col, const float* x, const Im2colShape& g) {

@@ -53,6 +53,25 @@ class Im2colTransposedOperand final : public GemmOperand {
   bool avx2_;
 };
 
+// col transposed with its rows in tap-major order, from the channels-last image
+// xt [H, W, C] (chw_to_hwc): the B operand of the weight gradient computed as
+// dwt[OC, KH*KW*C] = dY[OC, OH*OW] · colᵀ, which is dw with its axes ordered (oc, kh, kw, c).
+// X(o = (kh*KW + kw)*C + c, k = pixel j) = xt[(ih*W + iw)*C + c]: a panel's rows are runs of
+// consecutive channels, so packing copies runs of xt (no transposes, no gathers).
+class Im2colHwcOperand final : public GemmOperand {
+ public:
+  Im2colHwcOperand(const float* xt, const Im2colShape& g) : xt_(xt), g_(g) {}
+  void pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
+            float* dst) const override;
+
+ private:
+  const float* xt_;
+  Im2colShape g_;
+};
+
+// xt [HW, C] = x [C, HW] transposed: an image made channels-last.
+void chw_to_hwc(float* xt, const float* x, int64_t C, int64_t HW);
+
 // col [C*KH*KW, OH*OW] overwritten with the im2col matrix of x [C, H, W].
 void im2col(float* col, const float* x, const Im2colShape& g);
 
@@ -70,5 +89,6 @@ bool im2col_pack__avx2(const float* x, const Im2colShape& g, int64_t o0, int64_t
                        int64_t k0, int64_t nk, int width, float* dst);
 bool im2col_transposed_pack__avx2(const float* x, const Im2colShape& g, int64_t o0, int64_t no,
                                   int64_t k0, int64_t nk, int width, float* dst);
+void chw_to_hwc__avx2(float* xt, const float* x, int64_t C, int64_t HW);
 
 }  // namespace cnnkit

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/im2col.hpp"
 
@@ -61,19 +62,108 @@ __m256 gather_tap(const float* x, const Im2colShape& g, const Tap& t, const Pixe
                                   _mm256_castsi256_ps(mask), 4);
 }
 
-// 8 values of tap t for a stride-1 block inside output row oh, columns ow .. ow+7.
-__m256 row_tap(const float* x, const Im2colShape& g, const Tap& t, int64_t ohs, int64_t ow) {
-  const int64_t ih = ohs + t.dh, iw = ow + t.dw;
-  if (ih < 0 || ih >= g.H) return _mm256_setzero_ps();
-  const float* row = x + t.plane + ih * g.W;
-  if (iw >= 0 && iw + 8 <= g.W) return _mm256_loadu_ps(row + iw);
-  // Clipped by the left or right padding: masked-off lanes are neither read nor can fault,
-  // so the address may point outside the row (formed without pointer arithmetic out of it).
+// p[0], p[sw], .. p[7*sw] for sw = 2 or 4 (a whole block inside one output row and the
+// image): contiguous loads, the strided lanes picked out by shuffles.
+__m256 strided_load(const float* p, int64_t sw) {
+  if (sw == 2) {  // [p0 p2 p8 p10 | p4 p6 p12 p14] -> [p0 p2 p4 ... p14]
+    const __m256 even = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), 0x88);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xD8));
+  }
+  // sw == 4: [p0 p8 p16 p24 | p4 p12 p20 p28] -> [p0 p4 p8 ... p28]
+  const __m256 ab = _mm256_unpacklo_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8));
+  const __m256 cd = _mm256_unpacklo_ps(_mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24));
+  return _mm256_permutevar8x32_ps(_mm256_shuffle_ps(ab, cd, 0x44),
+                                  _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// Input columns iw .. iw+7 of a row, the lanes outside [0, W) zero: masked-off lanes are
+// neither read nor can fault, so the address may lie outside the row (it is formed without
+// pointer arithmetic out of it).
+__m256 clipped_load(const float* row, int64_t iw, int64_t W, __m256i lanes_wanted) {
   const __m256i cols = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(iw)),
                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   const auto addr = reinterpret_cast<const float*>(reinterpret_cast<std::uintptr_t>(row) +
                                                    static_cast<std::uintptr_t>(iw * 4));
-  return _mm256_maskload_ps(addr, in_range(cols, 0, g.W));
+  return _mm256_maskload_ps(addr, _mm256_and_si256(in_range(cols, 0, W), lanes_wanted));
+}
+
+// How the 8 pixels of a block lie on the input, decided once per block and used for every
+// tap: inside one output row (SW 1, 2 or 4), across two rows (SW 1), or anywhere (gathers).
+struct PixelBlock {
+  enum Kind { empty, one_row, one_row_strided, two_rows, scattered } kind;
+  int64_t ohs, ow;  // all but scattered: the first pixel's oh*SH and ow
+  int64_t ohs2;     // two_rows: the second row's oh*SH
+  int64_t split;    // two_rows: lanes [0, split) lie in the first row
+  __m256i first;    // two_rows: the mask of lanes [0, split)
+  PixelLanes px;    // scattered, one_row_strided (for the edges)
+};
+
+PixelBlock pixel_block(const Im2colShape& g, int64_t j0, int lanes) {
+  PixelBlock b{};
+  if (lanes <= 0) return b;
+  const int64_t oh = j0 / g.OW, ow = j0 % g.OW;
+  b.ohs = oh * g.SH;
+  b.ow = ow;
+  if (lanes == 8 && ow + 8 <= g.OW && g.SW == 1) {
+    b.kind = PixelBlock::one_row;
+  } else if (lanes == 8 && ow + 8 <= g.OW && (g.SW == 2 || g.SW == 4)) {
+    b.kind = PixelBlock::one_row_strided;
+    b.px = pixel_lanes(g, j0, lanes);
+  } else if (lanes == 8 && g.SW == 1 && g.OW >= 8) {
+    b.kind = PixelBlock::two_rows;
+    b.ohs2 = b.ohs + g.SH;
+    b.split = g.OW - ow;
+    b.first = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(b.split)),
+                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  } else {
+    b.kind = PixelBlock::scattered;
+    b.px = pixel_lanes(g, j0, lanes);
+  }
+  return b;
+}
+
+// The 8 values of tap t for a block of kind K (the kind is a template argument so that the
+// loops over taps below compile to one tight loop per kind).
+template <PixelBlock::Kind K>
+__m256 load_tap(const float* x, const Im2colShape& g, const Tap& t, const PixelBlock& b) {
+  if constexpr (K == PixelBlock::empty) {
+    return _mm256_setzero_ps();
+  } else if constexpr (K == PixelBlock::one_row) {
+    const int64_t ih = b.ohs + t.dh, iw = b.ow + t.dw;
+    if (ih < 0 || ih >= g.H) return _mm256_setzero_ps();
+    const float* row = x + t.plane + ih * g.W;
+    if (iw >= 0 && iw + 8 <= g.W) return _mm256_loadu_ps(row + iw);
+    return clipped_load(row, iw, g.W, _mm256_set1_epi32(-1));
+  } else if constexpr (K == PixelBlock::one_row_strided) {
+    const int64_t ih = b.ohs + t.dh, iw = b.ow * g.SW + t.dw;
+    if (ih < 0 || ih >= g.H) return _mm256_setzero_ps();
+    if (iw >= 0 && iw + 8 * g.SW <= g.W) return strided_load(x + t.plane + ih * g.W + iw, g.SW);
+    return gather_tap(x, g, t, b.px);  // clipped by the padding
+  } else if constexpr (K == PixelBlock::two_rows) {
+    // Lane l reads column ow + l + dw of the first row, or l - split + dw of the second.
+    __m256 v = _mm256_setzero_ps();
+    const int64_t ih1 = b.ohs + t.dh, ih2 = b.ohs2 + t.dh;
+    if (ih1 >= 0 && ih1 < g.H)
+      v = clipped_load(x + t.plane + ih1 * g.W, b.ow + t.dw, g.W, b.first);
+    if (ih2 >= 0 && ih2 < g.H)
+      v = _mm256_or_ps(v, clipped_load(x + t.plane + ih2 * g.W, t.dw - b.split, g.W,
+                                       _mm256_xor_si256(b.first, _mm256_set1_epi32(-1))));
+    return v;
+  } else {
+    return gather_tap(x, g, t, b.px);
+  }
+}
+
+// Calls f(std::integral_constant<PixelBlock::Kind, b.kind>{}).
+template <class F>
+void with_kind(const PixelBlock& b, F&& f) {
+  switch (b.kind) {
+    case PixelBlock::empty: f(std::integral_constant<PixelBlock::Kind, PixelBlock::empty>{}); break;
+    case PixelBlock::one_row: f(std::integral_constant<PixelBlock::Kind, PixelBlock::one_row>{}); break;
+    case PixelBlock::one_row_strided: f(std::integral_constant<PixelBlock::Kind, PixelBlock::one_row_strided>{}); break;
+    case PixelBlock::two_rows: f(std::integral_constant<PixelBlock::Kind, PixelBlock::two_rows>{}); break;
+    case PixelBlock::scattered: f(std::integral_constant<PixelBlock::Kind, PixelBlock::scattered>{}); break;
+  }
 }
 
 // In-register transpose: v[i][j] <- v[j][i].
@@ -118,20 +208,13 @@ bool im2col_pack__avx2(const float* x, const Im2colShape& g, int64_t o0, int64_t
     for (int64_t p = 0; p < panels; ++p)
       for (int64_t q = 0; q < groups; ++q) {
         const int64_t i0 = p * width + q * 8;
-        const int lanes = static_cast<int>(std::clamp<int64_t>(no - i0, 0, 8));
+        const PixelBlock b =
+            pixel_block(g, o0 + i0, static_cast<int>(std::clamp<int64_t>(no - i0, 0, 8)));
         float* d = dst + (p * nk + ka) * width + q * 8;
-        const int64_t j0 = o0 + i0, oh = j0 / g.OW, ow = j0 % g.OW;
-        if (lanes == 8 && g.SW == 1 && ow + 8 <= g.OW) {
-          for (int64_t k = 0; k < kb - ka; ++k, d += width)
-            _mm256_storeu_ps(d, row_tap(x, g, taps[k], oh * g.SH, ow));
-        } else if (lanes > 0) {
-          const PixelLanes px = pixel_lanes(g, j0, lanes);
-          for (int64_t k = 0; k < kb - ka; ++k, d += width)
-            _mm256_storeu_ps(d, gather_tap(x, g, taps[k], px));
-        } else {
-          for (int64_t k = 0; k < kb - ka; ++k, d += width)
-            _mm256_storeu_ps(d, _mm256_setzero_ps());
-        }
+        with_kind(b, [&](auto kind) {
+          for (int64_t k = 0; k < kb - ka; ++k)
+            _mm256_storeu_ps(d + k * width, load_tap<kind()>(x, g, taps[k], b));
+        });
       }
   }
   return true;
@@ -148,29 +231,39 @@ bool im2col_transposed_pack__avx2(const float* x, const Im2colShape& g, int64_t 
       taps[i] = tap(g, o0 + std::min(r, no - 1), r < no);
     }
     float* d = dst + p * nk * width;
-    int64_t oh = k0 / g.OW, ow = k0 % g.OW;
-    for (int64_t kq = 0; kq < nk;) {
+    for (int64_t kq = 0; kq < nk; kq += 8) {
       const int lanes = static_cast<int>(std::min<int64_t>(8, nk - kq));
-      const bool in_row = lanes == 8 && g.SW == 1 && ow + 8 <= g.OW;
-      const PixelLanes px = in_row ? PixelLanes{} : pixel_lanes(g, k0 + kq, lanes);
-      for (int64_t q = 0; q < groups; ++q) {
-        __m256 v[8];
-        for (int t = 0; t < 8; ++t) {
-          const Tap& tp = taps[q * 8 + t];
-          v[t] = !tp.valid ? _mm256_setzero_ps()
-                 : in_row  ? row_tap(x, g, tp, oh * g.SH, ow)
-                           : gather_tap(x, g, tp, px);
+      const PixelBlock b = pixel_block(g, k0 + kq, lanes);
+      with_kind(b, [&](auto kind) {
+        for (int64_t q = 0; q < groups; ++q) {
+          __m256 v[8];
+          for (int t = 0; t < 8; ++t) {
+            const Tap& tp = taps[q * 8 + t];
+            v[t] = tp.valid ? load_tap<kind()>(x, g, tp, b) : _mm256_setzero_ps();
+          }
+          transpose8(v);  // v[l] now holds the 8 taps of pixel kq + l
+          for (int l = 0; l < lanes; ++l) _mm256_storeu_ps(d + (kq + l) * width + q * 8, v[l]);
         }
-        transpose8(v);  // v[t] now holds the 8 taps of pixel kq + t
-        for (int t = 0; t < lanes; ++t) _mm256_storeu_ps(d + (kq + t) * width + q * 8, v[t]);
-      }
-      kq += lanes;
-      ow += lanes;
-      oh += ow / g.OW;
-      ow %= g.OW;
+      });
     }
   }
   return true;
+}
+
+void chw_to_hwc__avx2(float* xt, const float* x, int64_t C, int64_t HW) {
+  const int64_t C8 = C / 8 * 8, HW8 = HW / 8 * 8;
+  for (int64_t c0 = 0; c0 < C8; c0 += 8) {
+    for (int64_t j0 = 0; j0 < HW8; j0 += 8) {
+      __m256 v[8];
+      for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(x + (c0 + i) * HW + j0);
+      transpose8(v);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(xt + (j0 + i) * C + c0, v[i]);
+    }
+    for (int64_t j = HW8; j < HW; ++j)
+      for (int64_t c = c0; c < c0 + 8; ++c) xt[j * C + c] = x[c * HW + j];
+  }
+  for (int64_t c = C8; c < C; ++c)
+    for (int64_t j = 0; j < HW; ++j) xt[j * C + c] = x[c * HW + j];
 }
 
 }  // namespace cnnkit
