@@ -14,6 +14,9 @@ namespace cnnkit {
 
 namespace {
 
+// The helpers below run per 8 floats: inlining them keeps their vectors in registers.
+#define CNNKIT_INLINE inline __attribute__((always_inline))
+
 // A kernel tap (one row r of col): its input plane's offset from x, and ih = oh*SH + dh,
 // iw = ow*SW + dw. Rows past the operand's end are not valid and read as 0.
 struct Tap {
@@ -33,7 +36,7 @@ struct PixelLanes {
   __m256i ohs, ows;
 };
 
-PixelLanes pixel_lanes(const Im2colShape& g, int64_t j0, int lanes) {
+CNNKIT_INLINE PixelLanes pixel_lanes(const Im2colShape& g, int64_t j0, int lanes) {
   alignas(32) int32_t a[8], b[8];
   int64_t oh = j0 / g.OW, ow = j0 % g.OW;
   for (int t = 0; t < 8; ++t) {
@@ -46,13 +49,13 @@ PixelLanes pixel_lanes(const Im2colShape& g, int64_t j0, int lanes) {
 }
 
 // Lanes t with lo <= v[t] < hi, as a mask.
-__m256i in_range(__m256i v, int64_t lo, int64_t hi) {
+CNNKIT_INLINE __m256i in_range(__m256i v, int64_t lo, int64_t hi) {
   return _mm256_and_si256(_mm256_cmpgt_epi32(v, _mm256_set1_epi32(static_cast<int32_t>(lo - 1))),
                           _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(hi)), v));
 }
 
 // 8 values of tap t for a block given lane by lane (any stride, any row crossing).
-__m256 gather_tap(const float* x, const Im2colShape& g, const Tap& t, const PixelLanes& px) {
+CNNKIT_INLINE __m256 gather_tap(const float* x, const Im2colShape& g, const Tap& t, const PixelLanes& px) {
   const __m256i ih = _mm256_add_epi32(px.ohs, _mm256_set1_epi32(static_cast<int32_t>(t.dh)));
   const __m256i iw = _mm256_add_epi32(px.ows, _mm256_set1_epi32(static_cast<int32_t>(t.dw)));
   const __m256i mask = _mm256_and_si256(in_range(ih, 0, g.H), in_range(iw, 0, g.W));
@@ -64,7 +67,7 @@ __m256 gather_tap(const float* x, const Im2colShape& g, const Tap& t, const Pixe
 
 // p[0], p[sw], .. p[7*sw] for sw = 2 or 4 (a whole block inside one output row and the
 // image): contiguous loads, the strided lanes picked out by shuffles.
-__m256 strided_load(const float* p, int64_t sw) {
+CNNKIT_INLINE __m256 strided_load(const float* p, int64_t sw) {
   if (sw == 2) {  // [p0 p2 p8 p10 | p4 p6 p12 p14] -> [p0 p2 p4 ... p14]
     const __m256 even = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), 0x88);
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xD8));
@@ -79,7 +82,7 @@ __m256 strided_load(const float* p, int64_t sw) {
 // Input columns iw .. iw+7 of a row, the lanes outside [0, W) zero: masked-off lanes are
 // neither read nor can fault, so the address may lie outside the row (it is formed without
 // pointer arithmetic out of it).
-__m256 clipped_load(const float* row, int64_t iw, int64_t W, __m256i lanes_wanted) {
+CNNKIT_INLINE __m256 clipped_load(const float* row, int64_t iw, int64_t W, __m256i lanes_wanted) {
   const __m256i cols = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(iw)),
                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   const auto addr = reinterpret_cast<const float*>(reinterpret_cast<std::uintptr_t>(row) +
@@ -98,7 +101,7 @@ struct PixelBlock {
   PixelLanes px;    // scattered, one_row_strided (for the edges)
 };
 
-PixelBlock pixel_block(const Im2colShape& g, int64_t j0, int lanes) {
+CNNKIT_INLINE PixelBlock pixel_block(const Im2colShape& g, int64_t j0, int lanes) {
   PixelBlock b{};
   if (lanes <= 0) return b;
   const int64_t oh = j0 / g.OW, ow = j0 % g.OW;
@@ -125,7 +128,7 @@ PixelBlock pixel_block(const Im2colShape& g, int64_t j0, int lanes) {
 // The 8 values of tap t for a block of kind K (the kind is a template argument so that the
 // loops over taps below compile to one tight loop per kind).
 template <PixelBlock::Kind K>
-__m256 load_tap(const float* x, const Im2colShape& g, const Tap& t, const PixelBlock& b) {
+CNNKIT_INLINE __m256 load_tap(const float* x, const Im2colShape& g, const Tap& t, const PixelBlock& b) {
   if constexpr (K == PixelBlock::empty) {
     return _mm256_setzero_ps();
   } else if constexpr (K == PixelBlock::one_row) {
@@ -167,7 +170,7 @@ void with_kind(const PixelBlock& b, F&& f) {
 }
 
 // In-register transpose: v[i][j] <- v[j][i].
-void transpose8(__m256 v[8]) {
+CNNKIT_INLINE void transpose8(__m256 v[8]) {
   __m256 t[8], u[8];
   for (int i = 0; i < 4; ++i) {
     t[2 * i] = _mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]);
@@ -224,25 +227,32 @@ bool im2col_transposed_pack__avx2(const float* x, const Im2colShape& g, int64_t 
                                   int64_t k0, int64_t nk, int width, float* dst) {
   if (width % 8 != 0 || width > kMaxWidth || !fits_int32(g)) return false;
   const int64_t panels = (no + width - 1) / width, groups = width / 8;
-  Tap taps[kMaxWidth];
-  for (int64_t p = 0; p < panels; ++p) {
-    for (int i = 0; i < width; ++i) {
-      const int64_t r = p * width + i;
+  // Panels in chunks whose taps fit the stack; within a chunk, each block of 8 pixels is
+  // classified once and then serves every panel.
+  const int64_t chunk_panels = kTapChunk / width;
+  Tap taps[kTapChunk];
+  for (int64_t pa = 0; pa < panels; pa += chunk_panels) {
+    const int64_t pb = std::min(panels, pa + chunk_panels);
+    for (int64_t i = 0; i < (pb - pa) * width; ++i) {
+      const int64_t r = pa * width + i;
       taps[i] = tap(g, o0 + std::min(r, no - 1), r < no);
     }
-    float* d = dst + p * nk * width;
     for (int64_t kq = 0; kq < nk; kq += 8) {
       const int lanes = static_cast<int>(std::min<int64_t>(8, nk - kq));
       const PixelBlock b = pixel_block(g, k0 + kq, lanes);
       with_kind(b, [&](auto kind) {
-        for (int64_t q = 0; q < groups; ++q) {
-          __m256 v[8];
-          for (int t = 0; t < 8; ++t) {
-            const Tap& tp = taps[q * 8 + t];
-            v[t] = tp.valid ? load_tap<kind()>(x, g, tp, b) : _mm256_setzero_ps();
+        for (int64_t p = pa; p < pb; ++p) {
+          float* d = dst + (p * nk + kq) * width;
+          const Tap* pt = taps + (p - pa) * width;
+          for (int64_t q = 0; q < groups; ++q) {
+            __m256 v[8];
+            for (int t = 0; t < 8; ++t) {
+              const Tap& tp = pt[q * 8 + t];
+              v[t] = tp.valid ? load_tap<kind()>(x, g, tp, b) : _mm256_setzero_ps();
+            }
+            transpose8(v);  // v[l] now holds the 8 taps of pixel kq + l
+            for (int l = 0; l < lanes; ++l) _mm256_storeu_ps(d + l * width + q * 8, v[l]);
           }
-          transpose8(v);  // v[l] now holds the 8 taps of pixel kq + l
-          for (int l = 0; l < lanes; ++l) _mm256_storeu_ps(d + (kq + l) * width + q * 8, v[l]);
         }
       });
     }

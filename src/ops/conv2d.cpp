@@ -126,8 +126,9 @@ constexpr int kSlotImage = 3;    // channels-last images for the weight gradient
 constexpr int64_t kWeightGradGroups = 8;
 constexpr int64_t kMaxPartialFloats = int64_t{1} << 22;  // 16 MiB
 
-// col2im works on blocks of col [C*KH*KW, nj] of about this many floats (L2-resident).
-constexpr int64_t kColBlockFloats = int64_t{1} << 16;
+// col2im works on blocks of col [C*KH*KW, nj] of about this many floats (L2-resident), nj a
+// multiple of 16 (the AVX2 GEMM's tile width: a ragged block wastes part of a tile column).
+constexpr int64_t kColBlockFloats = int64_t{1} << 17;
 
 Im2colShape im2col_shape(const Conv2dShape& s) {
   return {s.C, s.H, s.W, s.KH, s.KW, s.SH, s.SW, s.PT, s.PL, s.DH, s.DW, s.OH, s.OW};
@@ -337,7 +338,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     rotate_kernel(wr, w, s);
     bw.wr = wr;
   }
-  bw.col_block = std::min(s.OH * s.OW, std::max<int64_t>(16, kColBlockFloats / K));
+  bw.col_block = std::min(s.OH * s.OW, std::max<int64_t>(16, kColBlockFloats / K / 16 * 16));
 
   // Group g holds images [N*g/G, N*(g+1)/G) and sums them into its partial: dw itself for
   // g = 0, except on the channels-last path, whose partials are all in the tap-major layout.
