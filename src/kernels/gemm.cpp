@@ -70,6 +70,9 @@ void gemm_tile(const GemmKernel& kr, int64_t kc, const float* a, const float* b,
     for (int j = 0; j < n; ++j) c[i * ldc + j] = tile[i * NR + j];
 }
 
+// B is packed this many NR-wide panels per pack() call (see gemm_range).
+constexpr int64_t kBPanelsPerChunk = 4;
+
 // C rows [m0, m1) x columns [n0, n1), all of K, on the calling thread.
 void gemm_range(const GemmKernel& kr, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                 int64_t K, float alpha, const GemmOperand& A, const GemmOperand& B,
@@ -88,11 +91,9 @@ void gemm_range(const GemmKernel& kr, int64_t m0, int64_t m1, int64_t n0, int64_
     for (int64_t pc = 0; pc < K; pc += kcb) {
       const int64_t kc = std::min(kcb, K - pc);
       const bool first = pc == 0, last = pc + kc == K;
-      B.pack(jc, nc, pc, kc, NR, bp);
-      for (int64_t ic = m0; ic < m1; ic += mcb) {
-        const int64_t mc = std::min(mcb, m1 - ic);
-        A.pack(ic, mc, pc, kc, MR, ap);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
+      // The tiles of C rows [ic, ic + mc) x panel columns [j0, j1) of this KC slice.
+      auto tiles = [&](int64_t ic, int64_t mc, int64_t j0, int64_t j1) {
+        for (int64_t jr = j0; jr < j1; jr += NR) {
           const int n = static_cast<int>(std::min<int64_t>(NR, nc - jr));
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int m = static_cast<int>(std::min<int64_t>(MR, mc - ir));
@@ -107,6 +108,23 @@ void gemm_range(const GemmKernel& kr, int64_t m0, int64_t m1, int64_t n0, int64_
             gemm_tile(kr, kc, ap + ir * kc, bp + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc,
                       m, n, args);
           }
+        }
+      };
+      for (int64_t ic = m0; ic < m1; ic += mcb) {
+        const int64_t mc = std::min(mcb, m1 - ic);
+        A.pack(ic, mc, pc, kc, MR, ap);
+        if (ic != m0) {
+          tiles(ic, mc, 0, nc);
+          continue;
+        }
+        // The first row block packs B as it goes, a chunk of panels just before their tiles:
+        // the chunk is consumed from L1/L2 while hot instead of after the whole KC x NC
+        // panel went out to L3 and memory (all that a small-M GEMM ever does with it).
+        const int64_t chunk = kBPanelsPerChunk * NR;
+        for (int64_t j0 = 0; j0 < nc; j0 += chunk) {
+          const int64_t j1 = std::min(nc, j0 + chunk);
+          B.pack(jc + j0, j1 - j0, pc, kc, NR, bp + j0 * kc);
+          tiles(ic, mc, j0, j1);
         }
       }
     }
