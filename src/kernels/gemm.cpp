@@ -17,10 +17,10 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Pack buffers and the edge-tile scratch: per thread, grow-only, 64-byte aligned, so a GEMM
+// Pack buffers: per thread, grow-only, 64-byte aligned, so a GEMM
 // allocates nothing once a thread has seen its largest block. (OpenMP keeps its worker
 // threads alive between regions, so their buffers survive too.)
-enum PackSlot { kSlotA = 0, kSlotB = 1, kSlotTile = 2 };
+enum PackSlot { kSlotA = 0, kSlotB = 1 };
 float* pack_buffer(PackSlot slot, int64_t count) {
   thread_local Workspace ws;
   return ws.buffer(slot, static_cast<std::size_t>(count));
@@ -40,35 +40,8 @@ void gemm_no_k(int64_t M, int64_t N, float alpha, float beta, float* C, int64_t 
     }
 }
 
-// One m x n tile of C (m <= MR, n <= NR). A partial tile goes through an MR x NR scratch tile
-// (C copied in when it is read, biases padded with zeros) and the same microkernel, so every
-// element of C sees the same arithmetic wherever the tile boundaries fall.
-void gemm_tile(const GemmKernel& kr, int64_t kc, const float* a, const float* b, float* c,
-               int64_t ldc, int m, int n, const GemmTileArgs& args) {
-  const int MR = kr.MR, NR = kr.NR;
-  if (m == MR && n == NR) {
-    kr.micro(kc, a, b, c, ldc, args);
-    return;
-  }
-  float* tile = pack_buffer(kSlotTile, int64_t{MR} * NR + MR + NR);
-  float* row_bias = tile + MR * NR;
-  float* col_bias = row_bias + MR;
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j)
-      tile[i * NR + j] = (args.beta != 0.0f && i < m && j < n) ? c[i * ldc + j] : 0.0f;
-  GemmTileArgs padded = args;
-  if (args.row_bias) {
-    for (int i = 0; i < MR; ++i) row_bias[i] = i < m ? args.row_bias[i] : 0.0f;
-    padded.row_bias = row_bias;
-  }
-  if (args.col_bias) {
-    for (int j = 0; j < NR; ++j) col_bias[j] = j < n ? args.col_bias[j] : 0.0f;
-    padded.col_bias = col_bias;
-  }
-  kr.micro(kc, a, b, tile, NR, padded);
-  for (int i = 0; i < m; ++i)
-    for (int j = 0; j < n; ++j) c[i * ldc + j] = tile[i * NR + j];
-}
+// B is packed this many NR-wide panels per pack() call (see gemm_range).
+constexpr int64_t kBPanelsPerChunk = 4;
 
 // C rows [m0, m1) x columns [n0, n1), all of K, on the calling thread.
 void gemm_range(const GemmKernel& kr, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
@@ -80,7 +53,11 @@ void gemm_range(const GemmKernel& kr, int64_t m0, int64_t m1, int64_t n0, int64_
   const int64_t kslices = ceil_div(K, kr.KC), kcb = ceil_div(K, kslices);
   const int64_t mcb = std::min(kr.MC, ceil_div(m1 - m0, MR) * MR);
   const int64_t ncb = std::min(kr.NC, ceil_div(n1 - n0, NR) * NR);
-  float* bp = pack_buffer(kSlotB, kcb * ncb);
+  const int64_t chunk = kBPanelsPerChunk * NR;
+  // With a single row block, a packed chunk of B is dead once its tiles are done: reuse one
+  // chunk-sized buffer, which stays in L1/L2, instead of writing the panel out to memory.
+  const bool one_block = m1 - m0 <= mcb;
+  float* bp = pack_buffer(kSlotB, kcb * (one_block ? std::min(chunk, ncb) : ncb));
   float* ap = pack_buffer(kSlotA, kcb * mcb);
 
   for (int64_t jc = n0; jc < n1; jc += ncb) {
@@ -88,11 +65,10 @@ void gemm_range(const GemmKernel& kr, int64_t m0, int64_t m1, int64_t n0, int64_
     for (int64_t pc = 0; pc < K; pc += kcb) {
       const int64_t kc = std::min(kcb, K - pc);
       const bool first = pc == 0, last = pc + kc == K;
-      B.pack(jc, nc, pc, kc, NR, bp);
-      for (int64_t ic = m0; ic < m1; ic += mcb) {
-        const int64_t mc = std::min(mcb, m1 - ic);
-        A.pack(ic, mc, pc, kc, MR, ap);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
+      // The tiles of C rows [ic, ic + mc) x columns [j0, j1) of this KC slice, the packed
+      // panels of those columns starting at b.
+      auto tiles = [&](int64_t ic, int64_t mc, int64_t j0, int64_t j1, const float* b) {
+        for (int64_t jr = j0; jr < j1; jr += NR) {
           const int n = static_cast<int>(std::min<int64_t>(NR, nc - jr));
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int m = static_cast<int>(std::min<int64_t>(MR, mc - ir));
@@ -104,9 +80,26 @@ void gemm_range(const GemmKernel& kr, int64_t m0, int64_t m1, int64_t n0, int64_
               args.col_bias = ep.col_bias ? ep.col_bias + jc + jr : nullptr;
               args.relu = ep.relu;
             }
-            gemm_tile(kr, kc, ap + ir * kc, bp + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc,
-                      m, n, args);
+            kr.micro(kc, ap + ir * kc, b + (jr - j0) * kc, C + (ic + ir) * ldc + jc + jr, ldc,
+                     m, n, args);
           }
+        }
+      };
+      for (int64_t ic = m0; ic < m1; ic += mcb) {
+        const int64_t mc = std::min(mcb, m1 - ic);
+        A.pack(ic, mc, pc, kc, MR, ap);
+        if (ic != m0) {
+          tiles(ic, mc, 0, nc, bp);
+          continue;
+        }
+        // The first row block packs B as it goes, a chunk of panels just before their tiles:
+        // the chunk is consumed from L1/L2 while hot instead of after the whole KC x NC
+        // panel went out to L3 and memory (all that a small-M GEMM ever does with it).
+        for (int64_t j0 = 0; j0 < nc; j0 += chunk) {
+          const int64_t j1 = std::min(nc, j0 + chunk);
+          float* b = one_block ? bp : bp + j0 * kc;
+          B.pack(jc + j0, j1 - j0, pc, kc, NR, b);
+          tiles(ic, mc, j0, j1, b);
         }
       }
     }

@@ -92,17 +92,18 @@ inline void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
 struct GemmTileArgs {
   float alpha;
   float beta;
-  const float* row_bias;  // [MR] or null
-  const float* col_bias;  // [NR] or null
+  const float* row_bias;  // [m] or null
+  const float* col_bias;  // [n] or null
   bool relu;
 };
 
-// c [MR, NR] (row stride ldc) updated from a [kc, MR] (a[k * MR + i]) and b [kc, NR]
-// (b[k * NR + j], 64-byte aligned), kc >= 1. Always a full tile: the driver routes edge tiles
-// through an MR x NR scratch tile. Each c[i, j] sums its kc products in k order, so a result
-// does not depend on where its tile sits (thread-count independence rests on this).
+// c [m, n] (row stride ldc; 1 <= m <= MR, 1 <= n <= NR: an edge tile is partial) updated from
+// a [kc, MR] (a[k * MR + i]) and b [kc, NR] (b[k * NR + j], 64-byte aligned), kc >= 1; nothing
+// outside c [m, n], row_bias [m], col_bias [n] is read or written. Each c[i, j] sums its kc
+// products in k order with the same instructions whether its tile is full or partial, so a
+// result does not depend on where tiles fall (thread-count independence rests on this).
 using GemmMicrokernel = void (*)(int64_t kc, const float* a, const float* b, float* c,
-                                 int64_t ldc, const GemmTileArgs& args);
+                                 int64_t ldc, int m, int n, const GemmTileArgs& args);
 
 // One SIMD tier's GEMM: its microkernel and the block sizes tuned for it. MC is a multiple of
 // MR and NC of NR; a KC x NR micro-panel of B should fit in L1, an MC x KC block of A in L2.

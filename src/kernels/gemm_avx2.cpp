@@ -38,13 +38,13 @@ constexpr int kMR = 6, kNR = 16;
   } while (0)
 
 void gemm_micro_6x16__avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                           const GemmTileArgs& t) {
+                           int m, int n, const GemmTileArgs& t) {
   // Named accumulators, not an array: GCC keeps these in registers, an array it spills.
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
          c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  for (int i = 0; i < kMR; ++i) {  // the tile of C, needed after the loop
+  for (int i = 0; i < m; ++i) {  // the tile of C, needed after the loop
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + kNR - 1), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + n - 1), _MM_HINT_T0);
   }
   int64_t k = 0;
   for (; k + 4 <= kc; k += 4, a += 4 * kMR, b += 4 * kNR) {
@@ -57,19 +57,27 @@ void gemm_micro_6x16__avx2(int64_t kc, const float* a, const float* b, float* c,
   const __m256 acc[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
                               {c30, c31}, {c40, c41}, {c50, c51}};
 
+  // Lanes j < n of the two halves: full tiles use plain loads and stores, partial ones the
+  // masked forms, with the same arithmetic in between.
+  const bool full = n == kNR;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+  const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
   const __m256 alpha = _mm256_set1_ps(t.alpha), beta = _mm256_set1_ps(t.beta);
   const __m256 zero = _mm256_setzero_ps();
   __m256 cb0 = zero, cb1 = zero;
   if (t.col_bias) {
-    cb0 = _mm256_loadu_ps(t.col_bias);
-    cb1 = _mm256_loadu_ps(t.col_bias + 8);
+    cb0 = full ? _mm256_loadu_ps(t.col_bias) : _mm256_maskload_ps(t.col_bias, mask0);
+    cb1 = full ? _mm256_loadu_ps(t.col_bias + 8) : _mm256_maskload_ps(t.col_bias + 8, mask1);
   }
   for (int i = 0; i < kMR; ++i) {
+    if (i == m) break;
     float* ci = c + i * ldc;
     __m256 v0 = _mm256_mul_ps(alpha, acc[i][0]), v1 = _mm256_mul_ps(alpha, acc[i][1]);
     if (t.beta != 0.0f) {
-      v0 = _mm256_fmadd_ps(beta, _mm256_loadu_ps(ci), v0);
-      v1 = _mm256_fmadd_ps(beta, _mm256_loadu_ps(ci + 8), v1);
+      v0 = _mm256_fmadd_ps(beta, full ? _mm256_loadu_ps(ci) : _mm256_maskload_ps(ci, mask0), v0);
+      v1 = _mm256_fmadd_ps(beta, full ? _mm256_loadu_ps(ci + 8) : _mm256_maskload_ps(ci + 8, mask1),
+                           v1);
     }
     if (t.row_bias) {
       const __m256 rb = _mm256_broadcast_ss(t.row_bias + i);
@@ -84,8 +92,13 @@ void gemm_micro_6x16__avx2(int64_t kc, const float* a, const float* b, float* c,
       v0 = _mm256_max_ps(zero, v0);
       v1 = _mm256_max_ps(zero, v1);
     }
-    _mm256_storeu_ps(ci, v0);
-    _mm256_storeu_ps(ci + 8, v1);
+    if (full) {
+      _mm256_storeu_ps(ci, v0);
+      _mm256_storeu_ps(ci + 8, v1);
+    } else {
+      _mm256_maskstore_ps(ci, mask0, v0);
+      _mm256_maskstore_ps(ci + 8, mask1, v1);
+    }
   }
 }
 

@@ -1,71 +1,101 @@
 // DenseOperand::pack: a strided matrix into the driver's micro-panels. The two common layouts
-// have their own loops, specialised for the tiers' panel widths so that the inner loop is
-// unrolled: outer-contiguous (row-major B, transposed A), where each k of a panel is one short
-// contiguous copy, and k-contiguous (row-major A, transposed B), a transpose that reads
-// `width` rows side by side. Any other stride pair takes the generic loop.
+// have their own loops, specialised for the tiers' panel widths (6, 8, 16):
+//  - outer-contiguous (row-major B, transposed A): each k of a panel is one short contiguous
+//    copy (a fixed-size memcpy the compiler turns into vector moves);
+//  - k-contiguous (row-major A, transposed B): a transpose, done 4 x 4 with SSE2 (part of the
+//    x86-64 baseline, so no tier is needed) where the compiler targets it.
+// Any other stride pair, and the zero-padded last panel, take plain loops.
+#include <cstring>
+
 #include "kernels/gemm.hpp"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace cnnkit {
 
 namespace {
 
+// A panel walks down a column strip, one short piece per row of a large matrix: too many
+// streams for the hardware prefetcher, so fetch this many rows ahead.
 constexpr int64_t kPrefetchRows = 8;
 
-// X(o, k) = src[o + k * sk]. W > 0 is the panel width known at compile time, else `width`.
+// d[k * W + r] = s[k * sk + r], a full panel (W outer indices present).
 template <int W>
-void pack_outer_contiguous(const float* src, int64_t sk, int64_t no, int64_t nk, int width,
-                           float* dst) {
-  const int w = W > 0 ? W : width;
-  for (int64_t o = 0; o < no; o += w, dst += nk * w) {
-    const float* s = src + o;
-    const int64_t rows = no - o;
-    if (rows >= w) {
-      // A panel walks down a column strip, one short piece per row of a large matrix: too
-      // many streams for the hardware prefetcher, so fetch kPrefetchRows rows ahead.
-      for (int64_t k = 0; k < nk; ++k) {
-        __builtin_prefetch(s + (k + kPrefetchRows) * sk);
-        __builtin_prefetch(s + (k + kPrefetchRows) * sk + w - 1);
-        for (int r = 0; r < w; ++r) dst[k * w + r] = s[k * sk + r];
-      }
-    } else {
-      for (int64_t k = 0; k < nk; ++k)
-        for (int r = 0; r < w; ++r) dst[k * w + r] = r < rows ? s[k * sk + r] : 0.0f;
-    }
+void panel_outer_contiguous(const float* s, int64_t sk, int64_t nk, float* d) {
+  for (int64_t k = 0; k < nk; ++k) {
+    __builtin_prefetch(s + (k + kPrefetchRows) * sk);
+    __builtin_prefetch(s + (k + kPrefetchRows) * sk + W - 1);
+    std::memcpy(d + k * W, s + k * sk, W * sizeof(float));
   }
 }
 
-// X(o, k) = src[o * so + k]: each panel is a transpose of `w` rows of length nk.
+// d[k * W + r] = s[r * so + k], a full panel: W rows of length nk side by side.
 template <int W>
-void pack_k_contiguous(const float* src, int64_t so, int64_t no, int64_t nk, int width,
-                       float* dst) {
-  const int w = W > 0 ? W : width;
-  for (int64_t o = 0; o < no; o += w, dst += nk * w) {
-    const float* s = src + o * so;
-    const int64_t rows = no - o;
-    if (rows >= w) {
-      for (int64_t k = 0; k < nk; ++k)
-        for (int r = 0; r < w; ++r) dst[k * w + r] = s[r * so + k];
-    } else {
-      for (int64_t k = 0; k < nk; ++k)
-        for (int r = 0; r < w; ++r) dst[k * w + r] = r < rows ? s[r * so + k] : 0.0f;
+void panel_k_contiguous(const float* s, int64_t so, int64_t nk, float* d) {
+  int64_t k = 0;
+#if defined(__SSE2__)
+  for (; k + 4 <= nk; k += 4) {
+    int r = 0;
+    for (; r + 4 <= W; r += 4) {  // 4 rows x 4 k -> 4 k x 4 rows
+      __m128 x0 = _mm_loadu_ps(s + (r + 0) * so + k), x1 = _mm_loadu_ps(s + (r + 1) * so + k),
+             x2 = _mm_loadu_ps(s + (r + 2) * so + k), x3 = _mm_loadu_ps(s + (r + 3) * so + k);
+      _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+      _mm_storeu_ps(d + (k + 0) * W + r, x0);
+      _mm_storeu_ps(d + (k + 1) * W + r, x1);
+      _mm_storeu_ps(d + (k + 2) * W + r, x2);
+      _mm_storeu_ps(d + (k + 3) * W + r, x3);
     }
+    for (; r + 2 <= W; r += 2) {  // 2 rows x 4 k -> 4 k x 2 rows
+      const __m128 x0 = _mm_loadu_ps(s + r * so + k), x1 = _mm_loadu_ps(s + (r + 1) * so + k);
+      const __m128 lo = _mm_unpacklo_ps(x0, x1), hi = _mm_unpackhi_ps(x0, x1);
+      _mm_storel_pi(reinterpret_cast<__m64*>(d + (k + 0) * W + r), lo);
+      _mm_storeh_pi(reinterpret_cast<__m64*>(d + (k + 1) * W + r), lo);
+      _mm_storel_pi(reinterpret_cast<__m64*>(d + (k + 2) * W + r), hi);
+      _mm_storeh_pi(reinterpret_cast<__m64*>(d + (k + 3) * W + r), hi);
+    }
+    for (; r < W; ++r)
+      for (int j = 0; j < 4; ++j) d[(k + j) * W + r] = s[r * so + k + j];
   }
+#endif
+  for (; k < nk; ++k)
+    for (int r = 0; r < W; ++r) d[k * W + r] = s[r * so + k];
 }
 
+// Any strides, `rows` <= w outer indices present, zeros after them.
+void panel_generic(const float* s, int64_t so, int64_t sk, int64_t rows, int64_t nk, int w,
+                   float* d) {
+  for (int64_t k = 0; k < nk; ++k)
+    for (int r = 0; r < w; ++r) d[k * w + r] = r < rows ? s[r * so + k * sk] : 0.0f;
+}
+
+// W > 0: the panel width known at compile time; 0: `width`, through the generic loop.
+// W > 0: the panel width known at compile time; 0: `width`, through the generic loop.
 template <int W>
 void pack_dense(const float* src, int64_t so, int64_t sk, int64_t no, int64_t nk, int width,
                 float* dst) {
-  if (so == 1) {
-    pack_outer_contiguous<W>(src, sk, no, nk, width, dst);
+  const int w = W > 0 ? W : width;
+  const int64_t full = W > 0 ? no / w : 0;  // panels with all w outer indices present
+  if (so == 1 && full > 0) {
+    // Outer-contiguous: rows of kRowBlock k at a time across all panels, so that the reads
+    // run along a few rows of the source instead of down one column strip per panel.
+    constexpr int64_t kRowBlock = 8;
+    for (int64_t k0 = 0; k0 < nk; k0 += kRowBlock) {
+      const int64_t k1 = k0 + kRowBlock < nk ? k0 + kRowBlock : nk;
+      for (int64_t p = 0; p < full; ++p) {
+        const float* s = src + p * w;
+        float* d = dst + p * nk * w;
+        for (int64_t k = k0; k < k1; ++k) std::memcpy(d + k * W, s + k * sk, W * sizeof(float));
+      }
+    }
   } else if (sk == 1) {
-    pack_k_contiguous<W>(src, so, no, nk, width, dst);
+    for (int64_t p = 0; p < full; ++p) panel_k_contiguous<W>(src + p * w * so, so, nk, dst + p * nk * w);
   } else {
-    const int w = W > 0 ? W : width;
-    for (int64_t o = 0; o < no; o += w, dst += nk * w)
-      for (int64_t k = 0; k < nk; ++k)
-        for (int r = 0; r < w; ++r)
-          dst[k * w + r] = o + r < no ? src[(o + r) * so + k * sk] : 0.0f;
+    for (int64_t p = 0; p < full; ++p) panel_generic(src + p * w * so, so, sk, w, nk, w, dst + p * nk * w);
   }
+  for (int64_t o = full * w; o < no; o += w)
+    panel_generic(src + o * so, so, sk, no - o, nk, w, dst + (o / w) * nk * w);
 }
 
 }  // namespace

@@ -10,18 +10,17 @@ namespace {
 constexpr int kMR = 6, kNR = 8;
 
 void gemm_micro_6x8__portable(int64_t kc, const float* a, const float* b, float* c,
-                              int64_t ldc, const GemmTileArgs& t) {
+                              int64_t ldc, int m, int n, const GemmTileArgs& t) {
   float acc[kMR][kNR] = {};
   for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR)
     for (int i = 0; i < kMR; ++i) {
 #pragma omp simd
       for (int j = 0; j < kNR; ++j) acc[i][j] += a[i] * b[j];
     }
-  for (int i = 0; i < kMR; ++i) {
+  for (int i = 0; i < m; ++i) {
     float* ci = c + i * ldc;
     const float rb = t.row_bias ? t.row_bias[i] : 0.0f;
-#pragma omp simd
-    for (int j = 0; j < kNR; ++j) {
+    for (int j = 0; j < n; ++j) {
       float v = t.alpha * acc[i][j];
       if (t.beta != 0.0f) v += t.beta * ci[j];
       if (t.row_bias) v += rb;
