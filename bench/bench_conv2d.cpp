@@ -56,9 +56,11 @@ int check_packs() {
       // trans 1 and 2 (the channels-last operand, rows in tap-major order) have o = row.
       for (int trans = 0; trans < 3; ++trans) {
         const int64_t no_all = trans ? rows : npix, nk_all = trans ? npix : rows;
+        const int64_t o3 = no_all / 3, k2 = nk_all / 2;
         const int64_t ranges[][4] = {{0, no_all, 0, nk_all},
-                                     {no_all / 3, no_all - no_all / 3, nk_all / 2, nk_all - nk_all / 2},
-                                     {1, std::max<int64_t>(1, no_all - 2), 1, std::max<int64_t>(1, nk_all - 2)},
+                                     {o3, no_all - o3, k2, nk_all - k2},
+                                     {16, no_all - 16, 8, nk_all - 8},
+                                     {1, no_all - 2, 1, nk_all - 2},
                                      {no_all - 1, 1, nk_all - 1, 1}};
         for (const auto& r : ranges) {
           const int64_t o0 = r[0], no = std::min(r[1], no_all - o0), k0 = r[2],
@@ -173,8 +175,8 @@ int main(int argc, char** argv) {
   }
   const double peak = bench::fma_peak_gflops(args.threads);
   bench::print_header("conv2d / conv1d (im2col packs checked)", args, peak);
-  std::printf("%-18s %-32s %8s | %8s %7s %6s | %8s %7s %6s\n", "name", "N x C x H x W -> OC", "rel.err",
-              "fwd ms", "GFLOP/s", "peak", "f+b ms", "GFLOP/s", "peak");
+  std::printf("%-18s %-32s %8s | %8s %7s %6s | %8s %7s %6s\n", "name", "N x C x H x W -> OC",
+              "rel.err", "fwd ms", "GFLOP/s", "peak", "f+b ms", "GFLOP/s", "peak");
   std::vector<Case> cases;
   auto num = [](const std::string& t) { return std::stoll(t); };
   for (const auto& t : bench::read_shapes(args, "conv2d.txt"))

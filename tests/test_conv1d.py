@@ -94,6 +94,8 @@ CASES = {
     "kernel_equals_padded_input": Conv1d((2, 3, 5), 4, 9, 1, 2),
     "long_signal": Conv1d((2, 3, 300), 4, 7, 1, 3),
     "batch10": Conv1d((10, 2, 12), 3, 3, 1, 1),
+    "c32_same": Conv1d((2, 32, 19), 5, 4, 1, "same"),  # dx through the rotated kernel
+    "c16_dilated": Conv1d((2, 16, 40), 8, 3, 1, 2, 2),  # dw from the channels-last signal
 }
 
 

@@ -138,6 +138,13 @@ CASES = {
     "deep_k": Conv((2, 40, 6, 6), 20, (3, 3), 1, 1),
     "stride4_k11": Conv((1, 3, 35, 35), 8, (11, 11), 4, 2),
     "batch9": Conv((9, 3, 6, 6), 5, (3, 3), 1, 1),
+    # C >= 32 at stride 1: dx through the rotated kernel; C % 8 == 0: dw from the image made
+    # channels-last (C = 24, 40: a 16-row panel spans two taps).
+    "rotated_same_even_kernel": Conv((2, 32, 7, 8), 5, (4, 2), 1, "same"),
+    "rotated_dilated_asym": Conv((1, 32, 9, 10), 3, (3, 3), 1, (1, 2, 2, 0), 2),
+    "c32_pad_beyond_kernel": Conv((1, 32, 5, 5), 4, (3, 3), 1, 3),
+    "channels_last_c24_stride2_dilated": Conv((2, 24, 11, 10), 6, (3, 3), 2, 1, (2, 1)),
+    "channels_last_c8_wide": Conv((2, 8, 4, 37), 5, (3, 5), 1, (1, 2)),
 }
 
 
@@ -242,12 +249,14 @@ def threads():
 
 
 # Large enough for 2 threads: many small images (whole images per thread), one large image
-# (the GEMM's threads), a batch not divisible by the weight-gradient groups, the col2im path.
+# (the GEMM's threads), a batch not divisible by the weight-gradient groups, the col2im and
+# rotated input-gradient paths.
 THREADED = {
     "many_small_images": Conv((16, 8, 12, 12), 8, (3, 3), 1, 1),
     "one_large_image": Conv((1, 16, 40, 40), 16, (3, 3), 1, 1),
     "batch11_pointwise": Conv((11, 32, 10, 10), 16, (1, 1)),
     "strided_col2im": Conv((6, 16, 20, 20), 24, (3, 3), 2, 1),
+    "rotated": Conv((4, 32, 12, 12), 16, (3, 3), 1, 1),
 }
 
 

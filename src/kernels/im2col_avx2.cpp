@@ -55,7 +55,8 @@ CNNKIT_INLINE __m256i in_range(__m256i v, int64_t lo, int64_t hi) {
 }
 
 // 8 values of tap t for a block given lane by lane (any stride, any row crossing).
-CNNKIT_INLINE __m256 gather_tap(const float* x, const Im2colShape& g, const Tap& t, const PixelLanes& px) {
+CNNKIT_INLINE __m256 gather_tap(const float* x, const Im2colShape& g, const Tap& t,
+                                const PixelLanes& px) {
   const __m256i ih = _mm256_add_epi32(px.ohs, _mm256_set1_epi32(static_cast<int32_t>(t.dh)));
   const __m256i iw = _mm256_add_epi32(px.ows, _mm256_set1_epi32(static_cast<int32_t>(t.dw)));
   const __m256i mask = _mm256_and_si256(in_range(ih, 0, g.H), in_range(iw, 0, g.W));
@@ -128,7 +129,8 @@ CNNKIT_INLINE PixelBlock pixel_block(const Im2colShape& g, int64_t j0, int lanes
 // The 8 values of tap t for a block of kind K (the kind is a template argument so that the
 // loops over taps below compile to one tight loop per kind).
 template <PixelBlock::Kind K>
-CNNKIT_INLINE __m256 load_tap(const float* x, const Im2colShape& g, const Tap& t, const PixelBlock& b) {
+CNNKIT_INLINE __m256 load_tap(const float* x, const Im2colShape& g, const Tap& t,
+                              const PixelBlock& b) {
   if constexpr (K == PixelBlock::empty) {
     return _mm256_setzero_ps();
   } else if constexpr (K == PixelBlock::one_row) {
@@ -160,12 +162,13 @@ CNNKIT_INLINE __m256 load_tap(const float* x, const Im2colShape& g, const Tap& t
 // Calls f(std::integral_constant<PixelBlock::Kind, b.kind>{}).
 template <class F>
 void with_kind(const PixelBlock& b, F&& f) {
+  using B = PixelBlock;
   switch (b.kind) {
-    case PixelBlock::empty: f(std::integral_constant<PixelBlock::Kind, PixelBlock::empty>{}); break;
-    case PixelBlock::one_row: f(std::integral_constant<PixelBlock::Kind, PixelBlock::one_row>{}); break;
-    case PixelBlock::one_row_strided: f(std::integral_constant<PixelBlock::Kind, PixelBlock::one_row_strided>{}); break;
-    case PixelBlock::two_rows: f(std::integral_constant<PixelBlock::Kind, PixelBlock::two_rows>{}); break;
-    case PixelBlock::scattered: f(std::integral_constant<PixelBlock::Kind, PixelBlock::scattered>{}); break;
+    case B::empty: return f(std::integral_constant<B::Kind, B::empty>{});
+    case B::one_row: return f(std::integral_constant<B::Kind, B::one_row>{});
+    case B::one_row_strided: return f(std::integral_constant<B::Kind, B::one_row_strided>{});
+    case B::two_rows: return f(std::integral_constant<B::Kind, B::two_rows>{});
+    case B::scattered: return f(std::integral_constant<B::Kind, B::scattered>{});
   }
 }
 

@@ -107,7 +107,6 @@ void conv2d_backward__ref(float* dx, float* dw, float* db, const float* dy, cons
         }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // The im2col + GEMM path
 
@@ -215,7 +214,8 @@ void rotate_kernel(float* wr, const float* w, const Conv2dShape& s) {
   const int64_t kk = s.KH * s.KW;
   for (int64_t oc = 0; oc < s.OC; ++oc)
     for (int64_t c = 0; c < s.C; ++c)
-      for (int64_t t = 0; t < kk; ++t) wr[(c * s.OC + oc) * kk + kk - 1 - t] = w[(oc * s.C + c) * kk + t];
+      for (int64_t t = 0; t < kk; ++t)
+        wr[(c * s.OC + oc) * kk + kk - 1 - t] = w[(oc * s.C + c) * kk + t];
 }
 
 // How the weight gradient of one image is formed.
