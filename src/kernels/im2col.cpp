@@ -82,7 +82,11 @@ void im2col_transposed_pack__portable(const float* x, const Im2colShape& g, int6
     }
 }
 
-bool use_avx2() { return active_simd_tier() == SimdTier::avx2; }
+// The AVX2 packs run under the avx2 tier and any wider one added after it.
+bool use_avx2() {
+  return static_cast<int>(active_simd_tier()) >= static_cast<int>(SimdTier::avx2) &&
+         simd_tier_supported(SimdTier::avx2);
+}
 
 }  // namespace
 

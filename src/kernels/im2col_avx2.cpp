@@ -25,10 +25,25 @@ struct Tap {
   bool valid;
 };
 
-Tap tap(const Im2colShape& g, int64_t r, bool valid) {
-  const int64_t kk = g.KH * g.KW, c = r / kk, kh = r % kk / g.KW, kw = r % g.KW;
-  return {c * g.H * g.W, kh * g.DH - g.PT, kw * g.DW - g.PL, valid};
-}
+// The taps of rows r0, r0 + 1, ... in order: one division to start, none per row (a pack
+// call builds its whole tap table, and divisions would cost as much as the copying).
+class TapWalker {
+ public:
+  TapWalker(const Im2colShape& g, int64_t r0)
+      : g_(g), c_(r0 / (g.KH * g.KW)), kh_(r0 % (g.KH * g.KW) / g.KW), kw_(r0 % g.KW) {}
+  Tap next(bool valid) {
+    const Tap t{c_ * g_.H * g_.W, kh_ * g_.DH - g_.PT, kw_ * g_.DW - g_.PL, valid};
+    if (++kw_ == g_.KW) {
+      kw_ = 0;
+      if (++kh_ == g_.KH) kh_ = 0, ++c_;
+    }
+    return t;
+  }
+
+ private:
+  const Im2colShape& g_;
+  int64_t c_, kh_, kw_;
+};
 
 // The pixels of a block, lane by lane: oh*SH and ow*SW; lanes past the block's end get an
 // oh*SH so negative that every tap misses the image.
@@ -208,9 +223,10 @@ bool im2col_pack__avx2(const float* x, const Im2colShape& g, int64_t o0, int64_t
   if (width % 8 != 0 || !fits_int32(g)) return false;
   const int64_t panels = (no + width - 1) / width, groups = width / 8;
   Tap taps[kTapChunk];
+  TapWalker walk(g, k0);
   for (int64_t ka = 0; ka < nk; ka += kTapChunk) {
     const int64_t kb = std::min(nk, ka + kTapChunk);
-    for (int64_t k = ka; k < kb; ++k) taps[k - ka] = tap(g, k0 + k, true);
+    for (int64_t k = ka; k < kb; ++k) taps[k - ka] = walk.next(true);
     for (int64_t p = 0; p < panels; ++p)
       for (int64_t q = 0; q < groups; ++q) {
         const int64_t i0 = p * width + q * 8;
@@ -234,12 +250,10 @@ bool im2col_transposed_pack__avx2(const float* x, const Im2colShape& g, int64_t 
   // classified once and then serves every panel.
   const int64_t chunk_panels = kTapChunk / width;
   Tap taps[kTapChunk];
+  TapWalker walk(g, o0);
   for (int64_t pa = 0; pa < panels; pa += chunk_panels) {
     const int64_t pb = std::min(panels, pa + chunk_panels);
-    for (int64_t i = 0; i < (pb - pa) * width; ++i) {
-      const int64_t r = pa * width + i;
-      taps[i] = tap(g, o0 + std::min(r, no - 1), r < no);
-    }
+    for (int64_t i = 0; i < (pb - pa) * width; ++i) taps[i] = walk.next(pa * width + i < no);
     for (int64_t kq = 0; kq < nk; kq += 8) {
       const int lanes = static_cast<int>(std::min<int64_t>(8, nk - kq));
       const PixelBlock b = pixel_block(g, k0 + kq, lanes);

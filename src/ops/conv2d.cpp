@@ -164,16 +164,43 @@ void forward_image(float* y, const float* x, const float* w, const float* b,
          ep);
 }
 
-// db [OC] = sums of dy [N, OC, OH, OW]; one thread sums each channel, in a fixed order.
+// The batch's fixed groups for the reductions over images (see kWeightGradGroups): image n
+// belongs to group g when N*g/G <= n < N*(g+1)/G.
+int64_t batch_groups(const Conv2dShape& s) {
+  const int64_t wsize = s.OC * s.C * s.KH * s.KW;
+  const int64_t most = std::max<int64_t>(1, std::min(s.N, kWeightGradGroups));
+  return std::clamp<int64_t>(kMaxPartialFloats / wsize, 1, most);
+}
+
+// Sum of v[0 .. n): 8 running sums, lane l taking v[8i + l], then added in lane order, then
+// the tail. Written out so that every caller sums in exactly this order (no reassociation is
+// left to the compiler), which keeps db identical whether or not it is fused with dw.
+float row_sum(const float* v, int64_t n) {
+  float acc[8] = {};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += v[j + l];
+  float sum = 0.0f;
+  for (int l = 0; l < 8; ++l) sum += acc[l];
+  for (; j < n; ++j) sum += v[j];
+  return sum;
+}
+
+// db [OC] = sums of dy [N, OC, OH, OW]: per group, the row sums of its images in order; then
+// the group sums in group order (the order the fused path in conv2d_backward uses too).
 void bias_grad(float* db, const float* dy, const Conv2dShape& s) {
-  const int64_t P = s.OH * s.OW;
+  const int64_t P = s.OH * s.OW, groups = batch_groups(s);
   parallel_for(s.OC, s.N * s.OC * P, [&](int64_t o0, int64_t o1, int) {
     for (int64_t oc = o0; oc < o1; ++oc) {
       float acc = 0.0f;
-      for (int64_t n = 0; n < s.N; ++n) {
-        const float* row = dy + (n * s.OC + oc) * P;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t j = 0; j < P; ++j) acc += row[j];
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t n0 = s.N * g / groups, n1 = s.N * (g + 1) / groups;
+        float group = 0.0f;
+        for (int64_t n = n0; n < n1; ++n) {
+          const float r = row_sum(dy + (n * s.OC + oc) * P, P);
+          group = n == n0 ? r : group + r;
+        }
+        acc = g == 0 ? group : acc + group;
       }
       db[oc] = acc;
     }
@@ -324,10 +351,10 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b,
 
 void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
                      const float* w, const Conv2dShape& s, Workspace& ws) {
-  if (db) bias_grad(db, dy, s);
-  if (!dx && !dw) return;
   const int64_t K = s.C * s.KH * s.KW, wsize = s.OC * K, xs = s.C * s.H * s.W;
-  if (s.N == 0) {
+  const int64_t P = s.OH * s.OW;
+  if ((!dx && !dw) || s.N == 0) {
+    if (db) bias_grad(db, dy, s);
     if (dw) std::fill(dw, dw + wsize, 0.0f);
     return;
   }
@@ -342,12 +369,12 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
 
   // Group g holds images [N*g/G, N*(g+1)/G) and sums them into its partial: dw itself for
   // g = 0, except on the channels-last path, whose partials are all in the tap-major layout.
-  const int64_t groups = std::clamp<int64_t>(kMaxPartialFloats / wsize, 1,
-                                             std::min(s.N, kWeightGradGroups));
+  // db is summed here too, per group, while each image's dy is in cache.
+  const int64_t groups = batch_groups(s);
   const bool tap_major = bw.wpath == WeightGradPath::channels_last;
-  float* partials = nullptr;
-  if (dw && (groups > 1 || tap_major))
-    partials = ws.buffer(kSlotPartial, (tap_major ? groups : groups - 1) * wsize);
+  const int64_t dw_partials = !dw ? 0 : tap_major ? groups : groups - 1;
+  float* partials = ws.buffer(kSlotPartial, dw_partials * wsize + (db ? groups * s.OC : 0));
+  float* db_partials = partials + dw_partials * wsize;
   auto partial = [&](int64_t g) {
     return tap_major ? partials + g * wsize : g == 0 ? dw : partials + (g - 1) * wsize;
   };
@@ -361,12 +388,24 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t n0 = s.N * g / groups, n1 = s.N * (g + 1) / groups;
       for (int64_t n = n0; n < n1; ++n) {
+        if (db)
+          for (int64_t oc = 0; oc < s.OC; ++oc) {
+            const float r = row_sum(dy + (n * s.OC + oc) * P, P);
+            float& group = db_partials[g * s.OC + oc];
+            group = n == n0 ? r : group + r;
+          }
         if (dw) bw.weight_image(partial(g), n > n0, n, images ? images + t * xs : nullptr);
         if (dx) bw.input_image(dx + n * xs, n, cols ? cols + t * K * bw.col_block : nullptr,
                                nt == 1);
       }
     }
   });
+  if (db)
+    for (int64_t oc = 0; oc < s.OC; ++oc) {
+      float acc = db_partials[oc];
+      for (int64_t g = 1; g < groups; ++g) acc += db_partials[g * s.OC + oc];
+      db[oc] = acc;
+    }
   if (!dw) return;
   if (groups > 1) {
     // p0 += p1, then p2, ...: every element summed in group order.
