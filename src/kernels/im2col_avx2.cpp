@@ -1,7 +1,9 @@
-// AVX2 packs of the im2col operands, in blocks of 8 consecutive pixels: a block inside one
-// output row at stride 1 is 8 consecutive input floats for every kernel tap (one load, masked
-// at the image's left/right edge); any other block gathers its 8 lanes. The transposed pack
-// loads 8 taps of a block and transposes the 8x8 tile in registers.
+// AVX2 packs of the im2col operands, in blocks of 8 consecutive pixels, each classified once
+// and then read for every kernel tap: inside one output row at stride 1 it is 8 consecutive
+// input floats (one load, masked at the image's left/right edge); across two rows, two masked
+// loads; inside one row at stride 2 or 4, contiguous loads and shuffles; anything else gathers
+// its 8 lanes. The transposed pack loads 8 taps of a block and transposes the 8x8 tile in
+// registers. Also the 8x8-transposing CHW -> HWC copy of the channels-last operand.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -292,5 +294,7 @@ void chw_to_hwc__avx2(float* xt, const float* x, int64_t C, int64_t HW) {
   for (int64_t c = C8; c < C; ++c)
     for (int64_t j = 0; j < HW; ++j) xt[j * C + c] = x[c * HW + j];
 }
+
+#undef CNNKIT_INLINE
 
 }  // namespace cnnkit
