@@ -119,8 +119,8 @@ struct GemmKernel {
   GemmMicrokernel micro;
 };
 
-// The blocked kernel of a tier (portable, avx2 when built and supported); null for ref and for
-// a tier this build or CPU cannot run.
+// The blocked kernel of a tier (portable; avx2, avx512 when built and supported); null for ref
+// and for a tier this build or CPU cannot run.
 const GemmKernel* gemm_kernel(SimdTier tier);
 
 // The blocked driver on an explicit kernel (benchmarks tune block sizes through it); gemm()
@@ -129,9 +129,11 @@ void gemm_blocked(const GemmKernel& kernel, int64_t M, int64_t N, int64_t K, flo
                   const GemmOperand& A, const GemmOperand& B, float beta, float* C,
                   int64_t ldc, const GemmEpilogue& epilogue = {});
 
-// Per-tier kernels, defined beside their microkernels (gemm_portable.cpp, gemm_avx2.cpp).
+// Per-tier kernels, defined beside their microkernels (gemm_portable.cpp, gemm_avx2.cpp,
+// gemm_avx512.cpp).
 extern const GemmKernel gemm_kernel__portable;
 extern const GemmKernel gemm_kernel__avx2;
+extern const GemmKernel gemm_kernel__avx512;
 
 // The truth the other tiers are tested against: the textbook triple loop (K innermost, in
 // order, float accumulation), reading the operands through pack() one element at a time.
