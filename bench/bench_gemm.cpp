@@ -1,9 +1,10 @@
 // GEMM microbenchmark over bench/shapes/gemm.txt: each shape is first validated against
 // gemm__ref (on a sample of rows, once plain and once with beta and the full epilogue, and that
 // again into a C with ldc > N, which must give the same bits), then timed: median ms, GFLOP/s and the share of the FMA peak measured in the same run.
-//   bench_gemm [--threads N] [--reps R] [--filter NAME] [--tier ref|portable|avx2]
+//   bench_gemm [--threads N] [--reps R] [--filter NAME] [--tier ref|portable|avx2|avx512]
 //              [--mc MC] [--kc KC] [--nc NC]     (block sizes override the tier's, for tuning)
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -12,8 +13,34 @@
 #include "bench_common.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/simd.hpp"
+#include "peak_avx512.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace {
+
+// bench::fma_peak_gflops with 512-bit FMAs (the avx512 tier's peak): GFLOP/s of `threads`
+// threads, median of 5 runs; 0 when the avx512 tier is not supported here.
+double fma512_peak_gflops(int threads) {
+  if (!cnnkit::simd_tier_supported(cnnkit::SimdTier::avx512)) return 0.0;
+  const int64_t iters = 10'000'000;  // ~0.05 s per run
+  std::vector<double> runs;
+  volatile float sink = 0.0f;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    { sink = sink + bench::fma_chains__avx512(iters); }
+    const double sec =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    runs.push_back(2.0 * 16 * 16 * iters * threads / sec * 1e-9);
+  }
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
+}
 
 struct GemmArgs {
   cnnkit::SimdTier tier = cnnkit::active_simd_tier();
@@ -94,8 +121,12 @@ int main(int argc, char** argv) {
     if (g.kc > 0) kernel.KC = g.kc;
     if (g.nc > 0) kernel.NC = g.nc;
   }
-  const double peak = bench::fma_peak_gflops(args.threads);
-  bench::print_header("gemm", args, peak);
+  // The peak of the vector width the tier uses: 512-bit FMAs for avx512, 256-bit otherwise.
+  const double peak = g.tier == cnnkit::SimdTier::avx512 ? fma512_peak_gflops(args.threads)
+                                                         : bench::fma_peak_gflops(args.threads);
+  bench::print_header(g.tier == cnnkit::SimdTier::avx512 ? "gemm (peak: 512-bit FMAs)"
+                                                         : "gemm (peak: 256-bit FMAs)",
+                      args, peak);
   if (tier_kernel)
     std::printf("# tier %s: kernel %s, MR %d NR %d MC %lld KC %lld NC %lld\n",
                 cnnkit::simd_tier_name(g.tier), kernel.name, kernel.MR, kernel.NR,

@@ -14,13 +14,15 @@ from helpers import assert_exact, assert_scaled_close, exact_ints, randn
 TIERS = _core.simd_tiers_supported()
 FAST_TIERS = [t for t in TIERS if t != "ref"]
 
-# (M, N, K): around MR = 6 and NR = 8 / 16 (1, 5, 7, 15, 17 ...), KC = 256 (255, 257, 513
-# -> two and three K slices), MC = 144, and a few odd sizes up to ~70.
+# (M, N, K): around the tiles MR x NR = 6 x 8 (portable), 6 x 16 (avx2), 8 x 32 (avx512)
+# (1, 5, 7, 9, 15, 17, 31, 33 ...), KC = 256 / 384 / 512 (255, 257, 385, 513, 769, 1100 -> two
+# and three K slices), MC = 144, and a few odd sizes up to ~70.
 SIZES = [
     (1, 1, 1), (1, 17, 3), (5, 1, 7), (6, 16, 8), (7, 17, 9), (5, 15, 33), (11, 13, 1),
     (12, 32, 64), (13, 31, 65), (18, 48, 2), (23, 47, 70), (37, 9, 255), (19, 33, 257),
     (31, 63, 129), (47, 70, 43), (64, 64, 64), (65, 67, 66), (70, 5, 513), (3, 70, 300),
-    (145, 17, 20), (143, 35, 31),
+    (145, 17, 20), (143, 35, 31), (9, 20, 385), (4, 9, 769),
+    (3, 33, 1100),
 ]
 TRANS = [(False, False), (True, False), (False, True), (True, True)]
 

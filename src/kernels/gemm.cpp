@@ -119,6 +119,12 @@ const GemmKernel* gemm_kernel(SimdTier tier) {
 #else
       return nullptr;
 #endif
+    case SimdTier::avx512:
+#ifdef CNNKIT_HAVE_AVX512
+      return &gemm_kernel__avx512;
+#else
+      return nullptr;
+#endif
   }
   return nullptr;
 }

@@ -81,10 +81,15 @@ inline void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
 // --- the blocked driver and its microkernels (the tiers' contract) --------------------------
 //
 // The driver (gemm.cpp) calls the operands' pack() once per block, never per element:
-//   A.pack(i0, mc, p0, kc, MR, buf)  with mc <= MC, kc <= KC  (an MC x KC block of A)
-//   B.pack(j0, nc, p0, kc, NR, buf)  with nc <= NC, kc <= KC  (a KC x NC panel of B)
-// with absolute offsets i0, j0, p0 (a thread's block of C starts anywhere, aligned to MR or
-// NR). buf is 64-byte aligned and reused; pack() must write all of it, zeros included.
+//   A.pack(i0, mc, p0, kc, MR, buf)  mc <= MC, kc <= KC: an MC x KC block of A, once per
+//                                    (NC panel, KC slice, MC block);
+//   B.pack(j0, nc, p0, kc, NR, buf)  nc <= 4 * NR, kc <= KC: 4 micro-panels of B at a time,
+//                                    each packed once per (NC panel, KC slice), just before
+//                                    the first MC block's tiles use them;
+// with absolute offsets i0, j0, p0 (a thread's part of C starts at any multiple of MR or NR;
+// kc is K split into equal slices of at most KC). buf is 64-byte aligned; pack() writes all
+// ceil(no / width) panels, zero padding included. A 1024^3 GEMM on the AVX2 tier makes 24 A
+// calls and 48 B calls of 22-49 K floats each, so a virtual call per block is noise.
 
 // What a microkernel does with the product P[MR, NR] of one packed A micro-panel and one
 // packed B micro-panel over a KC slice: c = alpha * P + beta * c (beta == 0: c is not read),
@@ -114,8 +119,8 @@ struct GemmKernel {
   GemmMicrokernel micro;
 };
 
-// The blocked kernel of a tier (portable, avx2 when built and supported); null for ref and for
-// a tier this build or CPU cannot run.
+// The blocked kernel of a tier (portable; avx2, avx512 when built and supported); null for ref
+// and for a tier this build or CPU cannot run.
 const GemmKernel* gemm_kernel(SimdTier tier);
 
 // The blocked driver on an explicit kernel (benchmarks tune block sizes through it); gemm()
@@ -124,9 +129,11 @@ void gemm_blocked(const GemmKernel& kernel, int64_t M, int64_t N, int64_t K, flo
                   const GemmOperand& A, const GemmOperand& B, float beta, float* C,
                   int64_t ldc, const GemmEpilogue& epilogue = {});
 
-// Per-tier kernels, defined beside their microkernels (gemm_portable.cpp, gemm_avx2.cpp).
+// Per-tier kernels, defined beside their microkernels (gemm_portable.cpp, gemm_avx2.cpp,
+// gemm_avx512.cpp).
 extern const GemmKernel gemm_kernel__portable;
 extern const GemmKernel gemm_kernel__avx2;
+extern const GemmKernel gemm_kernel__avx512;
 
 // The truth the other tiers are tested against: the textbook triple loop (K innermost, in
 // order, float accumulation), reading the operands through pack() one element at a time.

@@ -1,5 +1,5 @@
 // DenseOperand::pack: a strided matrix into the driver's micro-panels. The two common layouts
-// have their own loops, specialised for the tiers' panel widths (6, 8, 16):
+// have their own loops, specialised for the tiers' panel widths (6, 8, 16, 32):
 //  - outer-contiguous (row-major B, transposed A): each k of a panel is one short contiguous
 //    copy (a fixed-size memcpy the compiler turns into vector moves);
 //  - k-contiguous (row-major A, transposed B): a transpose, done 4 x 4 with SSE2 (part of the
@@ -107,6 +107,7 @@ void DenseOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int widt
     case 6: return pack_dense<6>(src, so_, sk_, no, nk, width, dst);
     case 8: return pack_dense<8>(src, so_, sk_, no, nk, width, dst);
     case 16: return pack_dense<16>(src, so_, sk_, no, nk, width, dst);
+    case 32: return pack_dense<32>(src, so_, sk_, no, nk, width, dst);
     default: return pack_dense<0>(src, so_, sk_, no, nk, width, dst);
   }
 }
