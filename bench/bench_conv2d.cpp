@@ -26,7 +26,8 @@ using cnnkit::Im2colShape;
 // Every pack (the operand's tier and, where it runs, the AVX2 one) of every panel width and a
 // spread of sub-ranges, against im2col; dst starts as NaN so an unwritten float shows.
 int check_packs() {
-  const bool avx2 = cnnkit::simd_tier_supported(cnnkit::SimdTier::avx2);
+  [[maybe_unused]] const bool avx2 = cnnkit::simd_tier_supported(cnnkit::SimdTier::avx2);
+  [[maybe_unused]] const bool avx512 = cnnkit::simd_tier_supported(cnnkit::SimdTier::avx512);
   struct G { int64_t C, H, W, KH, KW, SH, SW, PT, PB, PL, PR, DH, DW; };
   const G geoms[] = {
       {3, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},  {2, 7, 28, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1},
@@ -51,7 +52,7 @@ int check_packs() {
     const cnnkit::Im2colTransposedOperand bwd(x.data(), g);
     const cnnkit::Im2colHwcOperand hwc(xt.data(), g);
     const int64_t kk = s.KH * s.KW;
-    for (int width : {1, 6, 8, 16, 24, 48, 64}) {
+    for (int width : {1, 6, 8, 16, 24, 32, 48, 64}) {
       // (outer start, outer count, k start, k count) for X(o, k): fwd has o = pixel, k = row;
       // trans 1 and 2 (the channels-last operand, rows in tap-major order) have o = row.
       for (int trans = 0; trans < 3; ++trans) {
@@ -78,16 +79,24 @@ int check_packs() {
                 want[(p * nk + k) * width + e] = o < no ? col[row * npix + pix] : 0.0f;
               }
           const cnnkit::GemmOperand* ops[] = {&fwd, &bwd, &hwc};
-          for (int variant = 0; variant < (avx2 && trans < 2 ? 2 : 1); ++variant) {
+          // variant 0: the operand (the active tier's pack); 1: AVX2; 2: AVX-512 (forward).
+          for (int variant = 0; variant < 3; ++variant) {
             std::vector<float> got(n, std::numeric_limits<float>::quiet_NaN());
-            bool ran = true;
-            if (variant == 0) ops[trans]->pack(o0, no, k0, nk, width, got.data());
+            bool ran = false;
+            if (variant == 0) {
+              ops[trans]->pack(o0, no, k0, nk, width, got.data());
+              ran = true;
+            }
 #ifdef CNNKIT_HAVE_AVX2
-            else
-              ran = trans ? cnnkit::im2col_transposed_pack__avx2(x.data(), g, o0, no, k0, nk,
-                                                                 width, got.data())
-                          : cnnkit::im2col_pack__avx2(x.data(), g, o0, no, k0, nk, width,
-                                                      got.data());
+            if (variant == 1 && avx2 && trans == 0)
+              ran = cnnkit::im2col_pack__avx2(x.data(), g, o0, no, k0, nk, width, got.data());
+            if (variant == 1 && avx2 && trans == 1)
+              ran = cnnkit::im2col_transposed_pack__avx2(x.data(), g, o0, no, k0, nk, width,
+                                                         got.data());
+#endif
+#ifdef CNNKIT_HAVE_AVX512
+            if (variant == 2 && avx512 && trans == 0)
+              ran = cnnkit::im2col_pack__avx512(x.data(), g, o0, no, k0, nk, width, got.data());
 #endif
             if (ran && std::memcmp(got.data(), want.data(), n * sizeof(float)) != 0) {
               ++failures;
@@ -95,7 +104,7 @@ int check_packs() {
                            "PACK MISMATCH: %s%s pack, geometry C%lld H%lld W%lld k%lldx%lld "
                            "s%lld,%lld, width %d, o0 %lld no %lld k0 %lld nk %lld\n",
                            trans == 2 ? "channels-last " : trans ? "transposed " : "",
-                           variant ? "avx2" : "operand",
+                           variant == 2 ? "avx512" : variant ? "avx2" : "operand",
                            (long long)q.C, (long long)q.H, (long long)q.W, (long long)q.KH,
                            (long long)q.KW, (long long)q.SH, (long long)q.SW, width,
                            (long long)o0, (long long)no, (long long)k0, (long long)nk);

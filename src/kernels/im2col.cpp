@@ -91,12 +91,16 @@ bool use_avx2() {
 }  // namespace
 
 Im2colOperand::Im2colOperand(const float* x, const Im2colShape& g)
-    : x_(x), g_(g), avx2_(use_avx2()) {}
+    : x_(x), g_(g), tier_(active_simd_tier()) {}
 
 void Im2colOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
                          float* dst) const {
+#ifdef CNNKIT_HAVE_AVX512
+  if (tier_ == SimdTier::avx512 && im2col_pack__avx512(x_, g_, o0, no, k0, nk, width, dst))
+    return;
+#endif
 #ifdef CNNKIT_HAVE_AVX2
-  if (avx2_ && im2col_pack__avx2(x_, g_, o0, no, k0, nk, width, dst)) return;
+  if (tier_ >= SimdTier::avx2 && im2col_pack__avx2(x_, g_, o0, no, k0, nk, width, dst)) return;
 #endif
   im2col_pack__portable(x_, g_, o0, no, k0, nk, width, dst);
 }
@@ -114,44 +118,31 @@ void Im2colTransposedOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t n
 
 namespace {
 
-// One panel of Im2colHwcOperand whose `width` rows are channels c .. c+width-1 of one tap
-// (the common case: C a multiple of the width): each pixel copies W contiguous floats.
-template <int W>
-void hwc_panel_one_tap(const float* xt, const Im2colShape& g, int64_t c, int64_t dh, int64_t dw,
-                       int64_t k0, int64_t nk, float* d) {
-  int64_t oh = k0 / g.OW, ow = k0 % g.OW;
-  for (int64_t k = 0; k < nk; ++k, d += W) {
-    const int64_t ih = oh * g.SH + dh, iw = ow * g.SW + dw;
-    if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
-      std::memcpy(d, xt + (ih * g.W + iw) * g.C + c, W * sizeof(float));
-    else
-      std::memset(d, 0, W * sizeof(float));
-    if (++ow == g.OW) ow = 0, ++oh;
-  }
-}
-
-// A panel whose rows fall in groups of 8 channels of one tap each (C a multiple of 8): each
-// pixel copies 8 contiguous floats per group.
-void hwc_panel_groups_of_8(const float* xt, const Im2colShape& g, int64_t r0, int width,
-                           int64_t k0, int64_t nk, float* d) {
-  constexpr int kMaxGroups = 8;
+// One panel of Im2colHwcOperand in groups of GS rows, each group channels c .. c+GS-1 of one
+// tap (C, the panel start and `rows` multiples of GS) or past the operand's end (zeros): each
+// pixel copies GS contiguous floats of xt per group.
+template <int GS>
+void hwc_panel_groups(const float* xt, const Im2colShape& g, int64_t r0, int64_t rows, int width,
+                      int64_t k0, int64_t nk, float* d) {
+  constexpr int kMaxGroups = 64 / GS;
   int64_t c[kMaxGroups], dh[kMaxGroups], dw[kMaxGroups];
-  const int groups = width / 8;
-  for (int q = 0; q < groups; ++q) {
-    const int64_t r = r0 + 8 * q, t = r / g.C;
+  const int groups = width / GS, live = static_cast<int>(rows / GS);
+  for (int q = 0; q < live; ++q) {
+    const int64_t r = r0 + GS * q, t = r / g.C;
     c[q] = r % g.C;
     dh[q] = t / g.KW * g.DH - g.PT;
     dw[q] = t % g.KW * g.DW - g.PL;
   }
   int64_t oh = k0 / g.OW, ow = k0 % g.OW;
   for (int64_t k = 0; k < nk; ++k, d += width) {
-    for (int q = 0; q < groups; ++q) {
+    for (int q = 0; q < live; ++q) {
       const int64_t ih = oh * g.SH + dh[q], iw = ow * g.SW + dw[q];
       if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
-        std::memcpy(d + 8 * q, xt + (ih * g.W + iw) * g.C + c[q], 8 * sizeof(float));
+        std::memcpy(d + GS * q, xt + (ih * g.W + iw) * g.C + c[q], GS * sizeof(float));
       else
-        std::memset(d + 8 * q, 0, 8 * sizeof(float));
+        std::memset(d + GS * q, 0, GS * sizeof(float));
     }
+    if (live < groups) std::memset(d + GS * live, 0, (groups - live) * GS * sizeof(float));
     if (++ow == g.OW) ow = 0, ++oh;
   }
 }
@@ -165,17 +156,15 @@ void Im2colHwcOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int 
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t r0 = o0 + p * width, rows = std::min<int64_t>(width, no - p * width);
     float* d = dst + p * nk * width;
-    const int64_t t0 = r0 / g.C, c0 = r0 % g.C;
-    const int64_t dh0 = t0 / g.KW * g.DH - g.PT, dw0 = t0 % g.KW * g.DW - g.PL;
-    if (rows == width && c0 + width <= g.C && (width == 8 || width == 16)) {
-      if (width == 8)
-        hwc_panel_one_tap<8>(xt_, g, c0, dh0, dw0, k0, nk, d);
-      else
-        hwc_panel_one_tap<16>(xt_, g, c0, dh0, dw0, k0, nk, d);
+    auto groups_of = [&](int gs) {
+      return width <= 64 && g.C % gs == 0 && r0 % gs == 0 && rows % gs == 0 && width % gs == 0;
+    };
+    if (groups_of(16)) {
+      hwc_panel_groups<16>(xt_, g, r0, rows, width, k0, nk, d);
       continue;
     }
-    if (rows == width && g.C % 8 == 0 && r0 % 8 == 0 && width % 8 == 0 && width <= 64) {
-      hwc_panel_groups_of_8(xt_, g, r0, width, k0, nk, d);
+    if (groups_of(8)) {
+      hwc_panel_groups<8>(xt_, g, r0, rows, width, k0, nk, d);
       continue;
     }
     // Any other panel, row by row: each row is one (tap, channel).

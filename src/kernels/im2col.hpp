@@ -36,7 +36,7 @@ class Im2colOperand final : public GemmOperand {
  private:
   const float* x_;
   Im2colShape g_;
-  bool avx2_;
+  SimdTier tier_;
 };
 
 // col transposed, the B operand of the weight gradient dW[OC, C*KH*KW] = dY[OC, OH*OW] · colᵀ:
@@ -82,13 +82,15 @@ void im2col(float* col, const float* x, const Im2colShape& g);
 void col2im_add(float* x, const float* col, const Im2colShape& g, int64_t j0, int64_t nj,
                 int64_t c0, int64_t c1);
 
-// AVX2+FMA variants of the operands' pack (im2col_avx2.cpp); same contract as pack(). They
-// return false, writing nothing, for the layouts they do not handle (width not a multiple of
-// 8), which then take the portable pack.
+// Per-ISA variants of the operands' pack (im2col_avx2.cpp, im2col_avx512.cpp); same contract
+// as pack(). They return false, writing nothing, for the layouts they do not handle (width not
+// a multiple of 8, or 16 for avx512), which then take the next tier's pack down.
 bool im2col_pack__avx2(const float* x, const Im2colShape& g, int64_t o0, int64_t no,
                        int64_t k0, int64_t nk, int width, float* dst);
 bool im2col_transposed_pack__avx2(const float* x, const Im2colShape& g, int64_t o0, int64_t no,
                                   int64_t k0, int64_t nk, int width, float* dst);
 void chw_to_hwc__avx2(float* xt, const float* x, int64_t C, int64_t HW);
+bool im2col_pack__avx512(const float* x, const Im2colShape& g, int64_t o0, int64_t no,
+                         int64_t k0, int64_t nk, int width, float* dst);
 
 }  // namespace cnnkit

@@ -11,41 +11,19 @@
 #include <type_traits>
 
 #include "kernels/im2col.hpp"
+#include "kernels/im2col_taps.hpp"
 
 namespace cnnkit {
 
 namespace {
 
+using im2col_detail::fits_int32;
+using im2col_detail::kTapChunk;
+using im2col_detail::Tap;
+using im2col_detail::TapWalker;
+
 // The helpers below run per 8 floats: inlining them keeps their vectors in registers.
 #define CNNKIT_INLINE inline __attribute__((always_inline))
-
-// A kernel tap (one row r of col): its input plane's offset from x, and ih = oh*SH + dh,
-// iw = ow*SW + dw. Rows past the operand's end are not valid and read as 0.
-struct Tap {
-  int64_t plane;
-  int64_t dh, dw;
-  bool valid;
-};
-
-// The taps of rows r0, r0 + 1, ... in order: one division to start, none per row (a pack
-// call builds its whole tap table, and divisions would cost as much as the copying).
-class TapWalker {
- public:
-  TapWalker(const Im2colShape& g, int64_t r0)
-      : g_(g), c_(r0 / (g.KH * g.KW)), kh_(r0 % (g.KH * g.KW) / g.KW), kw_(r0 % g.KW) {}
-  Tap next(bool valid) {
-    const Tap t{c_ * g_.H * g_.W, kh_ * g_.DH - g_.PT, kw_ * g_.DW - g_.PL, valid};
-    if (++kw_ == g_.KW) {
-      kw_ = 0;
-      if (++kh_ == g_.KH) kh_ = 0, ++c_;
-    }
-    return t;
-  }
-
- private:
-  const Im2colShape& g_;
-  int64_t c_, kh_, kw_;
-};
 
 // The pixels of a block, lane by lane: oh*SH and ow*SW; lanes past the block's end get an
 // oh*SH so negative that every tap misses the image.
@@ -208,14 +186,6 @@ CNNKIT_INLINE void transpose8(__m256 v[8]) {
   }
 }
 
-// The int32 lane arithmetic above needs every index of the image in range.
-bool fits_int32(const Im2colShape& g) {
-  const int64_t lim = int64_t{1} << 29;
-  return g.H * g.W < lim && g.OH * g.SH + g.PT < lim && g.OW * g.SW + g.PL < lim &&
-         g.KH * g.DH < lim && g.KW * g.DW < lim;
-}
-
-constexpr int64_t kTapChunk = 256;  // taps whose table sits on the stack at once
 constexpr int kMaxWidth = 64;
 
 }  // namespace
@@ -223,23 +193,33 @@ constexpr int kMaxWidth = 64;
 bool im2col_pack__avx2(const float* x, const Im2colShape& g, int64_t o0, int64_t no,
                        int64_t k0, int64_t nk, int width, float* dst) {
   if (width % 8 != 0 || !fits_int32(g)) return false;
-  const int64_t panels = (no + width - 1) / width, groups = width / 8;
-  Tap taps[kTapChunk];
-  TapWalker walk(g, k0);
-  for (int64_t ka = 0; ka < nk; ka += kTapChunk) {
-    const int64_t kb = std::min(nk, ka + kTapChunk);
-    for (int64_t k = ka; k < kb; ++k) taps[k - ka] = walk.next(true);
-    for (int64_t p = 0; p < panels; ++p)
-      for (int64_t q = 0; q < groups; ++q) {
-        const int64_t i0 = p * width + q * 8;
-        const PixelBlock b =
-            pixel_block(g, o0 + i0, static_cast<int>(std::clamp<int64_t>(no - i0, 0, 8)));
+  const int64_t groups = width / 8, blocks = (no + width - 1) / width * groups;
+  // Loop order: chunks of blocks (classified once), then a few taps at a time across the
+  // chunk's blocks. A block reads one input row per tap, so few taps at a time keep few rows
+  // streaming, which the prefetchers and L1 keep up with; all taps per block at once read
+  // hundreds of rows and waited on L2.
+  constexpr int64_t kBlockChunk = 64, kTapBlock = 48;
+  PixelBlock desc[kBlockChunk];
+  Tap taps[kTapBlock];
+  for (int64_t ba = 0; ba < blocks; ba += kBlockChunk) {
+    const int64_t bn = std::min(kBlockChunk, blocks - ba);
+    for (int64_t b = 0; b < bn; ++b) {
+      const int64_t i0 = (ba + b) / groups * width + (ba + b) % groups * 8;
+      desc[b] = pixel_block(g, o0 + i0, static_cast<int>(std::clamp<int64_t>(no - i0, 0, 8)));
+    }
+    TapWalker walk(g, k0);
+    for (int64_t ka = 0; ka < nk; ka += kTapBlock) {
+      const int64_t kn = std::min(kTapBlock, nk - ka);
+      for (int64_t k = 0; k < kn; ++k) taps[k] = walk.next(true);
+      for (int64_t b = 0; b < bn; ++b) {
+        const int64_t p = (ba + b) / groups, q = (ba + b) % groups;
         float* d = dst + (p * nk + ka) * width + q * 8;
-        with_kind(b, [&](auto kind) {
-          for (int64_t k = 0; k < kb - ka; ++k)
-            _mm256_storeu_ps(d + k * width, load_tap<kind()>(x, g, taps[k], b));
+        with_kind(desc[b], [&](auto kind) {
+          for (int64_t k = 0; k < kn; ++k)
+            _mm256_storeu_ps(d + k * width, load_tap<kind()>(x, g, taps[k], desc[b]));
         });
       }
+    }
   }
   return true;
 }
