@@ -1,9 +1,12 @@
 // conv2d and conv1d over the named shapes of bench/shapes/conv2d.txt and conv1d.txt: each is
 // first validated against conv2d_forward__ref / conv2d_backward__ref (exit 1 on a mismatch),
 // then timed (median ms) forward and forward+backward (dx, dw and db), as GFLOP/s and % of
-// the FMA peak measured in the same run. Forward+backward counts 3x the forward FLOPs.
-// Before the shapes, the im2col packs are checked against the materialised im2col.
+// the FMA peak measured in the same run, at the vector width of the active SIMD tier (512-bit
+// FMAs for avx512, 256-bit otherwise; CNNKIT_SIMD=avx2 gives the AVX2 figures).
+// Forward+backward counts 3x the forward FLOPs. Before the shapes, every im2col pack is checked
+// against the materialised im2col.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +16,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "peak_avx512.hpp"
 #include "common.hpp"
 #include "kernels/im2col.hpp"
 #include "ops/conv1d.hpp"
@@ -117,6 +121,27 @@ int check_packs() {
   return failures;
 }
 
+// bench::fma_peak_gflops with 512-bit FMAs (as bench_gemm measures it): the avx512 tier's
+// peak, median of 5 runs; 0 where the tier is not supported.
+double fma512_peak_gflops(int threads) {
+  if (!cnnkit::simd_tier_supported(cnnkit::SimdTier::avx512)) return 0.0;
+  const int64_t iters = 10'000'000;
+  std::vector<double> runs;
+  volatile float sink = 0.0f;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    { sink = sink + bench::fma_chains__avx512(iters); }
+    const double sec =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    runs.push_back(2.0 * 16 * 16 * iters * threads / sec * 1e-9);
+  }
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
+}
+
 struct Case {
   std::string name;
   Conv2dShape s;
@@ -182,8 +207,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%d im2col pack mismatches\n", pack_failures);
     return 1;
   }
-  const double peak = bench::fma_peak_gflops(args.threads);
-  bench::print_header("conv2d / conv1d (im2col packs checked)", args, peak);
+  const bool wide = cnnkit::active_simd_tier() == cnnkit::SimdTier::avx512;
+  const double peak =
+      wide ? fma512_peak_gflops(args.threads) : bench::fma_peak_gflops(args.threads);
+  bench::print_header(wide ? "conv2d / conv1d (packs checked; peak: 512-bit FMAs)"
+                           : "conv2d / conv1d (packs checked; peak: 256-bit FMAs)",
+                      args, peak);
   std::printf("%-18s %-32s %8s | %8s %7s %6s | %8s %7s %6s\n", "name", "N x C x H x W -> OC",
               "rel.err", "fwd ms", "GFLOP/s", "peak", "f+b ms", "GFLOP/s", "peak");
   std::vector<Case> cases;
