@@ -124,9 +124,10 @@ int main(int argc, char** argv) {
   // The peak of the vector width the tier uses: 512-bit FMAs for avx512, 256-bit otherwise.
   const double peak = g.tier == cnnkit::SimdTier::avx512 ? fma512_peak_gflops(args.threads)
                                                          : bench::fma_peak_gflops(args.threads);
-  bench::print_header(g.tier == cnnkit::SimdTier::avx512 ? "gemm (peak: 512-bit FMAs)"
-                                                         : "gemm (peak: 256-bit FMAs)",
-                      args, peak);
+  const std::string what = std::string("gemm --tier ") + cnnkit::simd_tier_name(g.tier) +
+                          (g.tier == cnnkit::SimdTier::avx512 ? " (peak: 512-bit FMAs)"
+                                                              : " (peak: 256-bit FMAs)");
+  bench::print_header(what.c_str(), args, peak);
   if (tier_kernel)
     std::printf("# tier %s: kernel %s, MR %d NR %d MC %lld KC %lld NC %lld\n",
                 cnnkit::simd_tier_name(g.tier), kernel.name, kernel.MR, kernel.NR,

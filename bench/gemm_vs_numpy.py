@@ -4,6 +4,7 @@ thread count (OPENBLAS_NUM_THREADS must be set before numpy loads; threadpoolctl
 installed, also limits it), alternating bursts A B A B after a warm-up, medians reported.
 
     flock /tmp/cnnkit-bench.lock python3 bench/gemm_vs_numpy.py [--threads 1,2] [--filter S]
+        [--tier avx2]         a given SIMD tier instead of the active one
         [--openblas-native]   unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: OpenBLAS then picks
                               its kernel for this CPU (AVX-512 on Zen 4/5) instead of Haswell's
 """
@@ -28,7 +29,7 @@ def read_shapes(filter_):
     return rows
 
 
-def child(threads, filter_):
+def child(threads, filter_, tier):
     """Runs in the subprocess: times both sides on every shape, prints one JSON line each."""
     import numpy as np
 
@@ -45,7 +46,7 @@ def child(threads, filter_):
     for name, M, N, K in read_shapes(filter_):
         a = rng.standard_normal((M, K)).astype(np.float32)
         b = rng.standard_normal((K, N)).astype(np.float32)
-        ours = lambda: _core.gemm(a, b)  # noqa: E731
+        ours = lambda: _core.gemm(a, b, tier=tier)  # noqa: E731
         theirs = lambda: np.matmul(a, b)  # noqa: E731
         diff = np.max(np.abs(ours() - theirs())) / max(1e-30, np.max(np.abs(theirs())))
         once = time.perf_counter()
@@ -73,11 +74,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", default="1,2")
     p.add_argument("--filter", default="")
+    p.add_argument("--tier", default=None)
     p.add_argument("--openblas-native", action="store_true")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return child(args.child, args.filter)
+        return child(args.child, args.filter, args.tier)
 
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
     from cnnkit import _core
@@ -87,7 +89,7 @@ def main():
         env.pop("OPENBLAS_L2_SIZE", None)
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(os.path.dirname(HERE), "python"),
                                          env.get("PYTHONPATH", "")])
-    print(f"# cnnkit tier {_core.simd_tier()} vs numpy/OpenBLAS, float32; "
+    print(f"# cnnkit tier {args.tier or _core.simd_tier()} vs numpy/OpenBLAS, float32; "
           f"OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE', '(unset)')} "
           f"OPENBLAS_L2_SIZE={env.get('OPENBLAS_L2_SIZE', '(unset)')}")
     print(f"{'shape':<22} {'M':>6} {'N':>6} {'K':>6} {'thr':>3} {'cnnkit':>9} {'numpy':>9} "
@@ -95,7 +97,8 @@ def main():
     for threads in [int(t) for t in args.threads.split(",")]:
         env_t = dict(env, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
         proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child",
-                                 str(threads), "--filter", args.filter],
+                                 str(threads), "--filter", args.filter]
+                                + (["--tier", args.tier] if args.tier else []),
                                 env=env_t, stdout=subprocess.PIPE, text=True)
         for line in proc.stdout:
             r = json.loads(line)

@@ -1,9 +1,11 @@
 // GEMM dispatch and the blocked GotoBLAS/BLIS driver shared by every SIMD tier. Loops, outer
-// to inner: jc over NC-wide column panels of C; pc over KC slices of K, packing B's KC x NC
-// panel; ic over MC-tall row blocks, packing A's MC x KC block; then jr / ir over the NR / MR
-// tiles, one microkernel call each. The packed B micro-panel (KC x NR) stays in L1 while the
-// ir loop streams the A block from L2. Threads first split C into disjoint row or column
-// ranges and run these loops on their range independently.
+// to inner: jc over NC-wide column panels of C; pc over KC slices of K; ic over MC-tall row
+// blocks, packing A's MC x KC block (L2-resident); then jr / ir over the NR / MR tiles, one
+// microkernel call each, the KC x NR micro-panel of B re-read from L1 (L2 at the avx512 tier's
+// KC) by every tile of its column. B's KC x NC panel is packed during the first row block, a
+// few micro-panels at a time just before their tiles, and re-used by the later row blocks.
+// Threads first split C into disjoint row or column ranges and run these loops on their range
+// independently (no barriers, no shared buffers).
 #include "kernels/gemm.hpp"
 
 #include <algorithm>
@@ -17,9 +19,9 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Pack buffers: per thread, grow-only, 64-byte aligned, so a GEMM
-// allocates nothing once a thread has seen its largest block. (OpenMP keeps its worker
-// threads alive between regions, so their buffers survive too.)
+// Pack buffers: per thread, grow-only, 64-byte aligned, so a GEMM allocates nothing once a
+// thread has seen its largest block (OpenMP keeps its worker threads alive between regions,
+// so their buffers survive too). Concurrent GEMMs on different threads never share one.
 enum PackSlot { kSlotA = 0, kSlotB = 1 };
 float* pack_buffer(PackSlot slot, int64_t count) {
   thread_local Workspace ws;
@@ -143,7 +145,7 @@ void gemm_blocked(const GemmKernel& kr, int64_t M, int64_t N, int64_t K, float a
   // the same microkernel, so the result is bit-identical for any thread count.
   const int64_t mtiles = ceil_div(M, kr.MR), ntiles = ceil_div(N, kr.NR);
   const bool split_n = ntiles >= mtiles;
-  // A GEMM thread should get >= ~2 MFLOP (~20 us) to pay for waking it: threads_for counts
+  // A GEMM thread should get >= ~2 MFLOP (10-20 us) to pay for waking it: threads_for counts
   // work in units of kMinWorkPerThread, so flops are scaled down by 32 (2^16 * 32 = 2 M).
   const int64_t flops = 2 * M * N * K;
   const int nt = threads_for(split_n ? ntiles : mtiles, flops >> 5);

@@ -63,7 +63,8 @@ struct GemmEpilogue {
 // never read, so garbage or NaN in it does not propagate (BLAS convention). K == 0 gives
 // beta * C + epilogue. Threads: up to num_threads(), each computing a disjoint block of C with
 // the same K order, so the result does not depend on the thread count; 1 thread when called
-// inside a parallel region. Runs the active SIMD tier unless one is given.
+// inside a parallel region. Runs the active SIMD tier unless one is given (a tier this build
+// or CPU cannot run falls back to gemm__ref); tiers round differently from each other.
 void gemm(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand& A,
           const GemmOperand& B, float beta, float* C, int64_t ldc,
           const GemmEpilogue& epilogue = {});

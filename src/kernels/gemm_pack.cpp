@@ -1,10 +1,11 @@
 // DenseOperand::pack: a strided matrix into the driver's micro-panels. The two common layouts
 // have their own loops, specialised for the tiers' panel widths (6, 8, 16, 32):
 //  - outer-contiguous (row-major B, transposed A): each k of a panel is one short contiguous
-//    copy (a fixed-size memcpy the compiler turns into vector moves);
+//    copy (a fixed-size memcpy the compiler turns into vector moves), done a few source rows
+//    at a time across all panels so that reads run along rows;
 //  - k-contiguous (row-major A, transposed B): a transpose, done 4 x 4 with SSE2 (part of the
 //    x86-64 baseline, so no tier is needed) where the compiler targets it.
-// Any other stride pair, and the zero-padded last panel, take plain loops.
+// The zero-padded last panel and any other stride pair take plain loops.
 #include <cstring>
 
 #include "kernels/gemm.hpp"
@@ -16,20 +17,6 @@
 namespace cnnkit {
 
 namespace {
-
-// A panel walks down a column strip, one short piece per row of a large matrix: too many
-// streams for the hardware prefetcher, so fetch this many rows ahead.
-constexpr int64_t kPrefetchRows = 8;
-
-// d[k * W + r] = s[k * sk + r], a full panel (W outer indices present).
-template <int W>
-void panel_outer_contiguous(const float* s, int64_t sk, int64_t nk, float* d) {
-  for (int64_t k = 0; k < nk; ++k) {
-    __builtin_prefetch(s + (k + kPrefetchRows) * sk);
-    __builtin_prefetch(s + (k + kPrefetchRows) * sk + W - 1);
-    std::memcpy(d + k * W, s + k * sk, W * sizeof(float));
-  }
-}
 
 // d[k * W + r] = s[r * so + k], a full panel: W rows of length nk side by side.
 template <int W>
@@ -63,15 +50,23 @@ void panel_k_contiguous(const float* s, int64_t so, int64_t nk, float* d) {
     for (int r = 0; r < W; ++r) d[k * W + r] = s[r * so + k];
 }
 
-// Any strides, `rows` <= w outer indices present, zeros after them.
-void panel_generic(const float* s, int64_t so, int64_t sk, int64_t rows, int64_t nk, int w,
+// A panel with only `rows` < w outer indices present (the last one), or any strides: the
+// present rows by whichever loop reads the source in order, then the zero padding.
+void panel_partial(const float* s, int64_t so, int64_t sk, int64_t rows, int64_t nk, int w,
                    float* d) {
-  for (int64_t k = 0; k < nk; ++k)
-    for (int r = 0; r < w; ++r) d[k * w + r] = r < rows ? s[r * so + k * sk] : 0.0f;
+  if (so == 1) {
+    for (int64_t k = 0; k < nk; ++k)
+      for (int r = 0; r < rows; ++r) d[k * w + r] = s[k * sk + r];
+  } else {
+    for (int r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < nk; ++k) d[k * w + r] = s[r * so + k * sk];
+  }
+  if (rows < w)
+    for (int64_t k = 0; k < nk; ++k)
+      for (int r = static_cast<int>(rows); r < w; ++r) d[k * w + r] = 0.0f;
 }
 
-// W > 0: the panel width known at compile time; 0: `width`, through the generic loop.
-// W > 0: the panel width known at compile time; 0: `width`, through the generic loop.
+// W > 0: the panel width known at compile time; 0: `width`, through the generic loops.
 template <int W>
 void pack_dense(const float* src, int64_t so, int64_t sk, int64_t no, int64_t nk, int width,
                 float* dst) {
@@ -90,12 +85,14 @@ void pack_dense(const float* src, int64_t so, int64_t sk, int64_t no, int64_t nk
       }
     }
   } else if (sk == 1) {
-    for (int64_t p = 0; p < full; ++p) panel_k_contiguous<W>(src + p * w * so, so, nk, dst + p * nk * w);
+    for (int64_t p = 0; p < full; ++p)
+      panel_k_contiguous<W>(src + p * w * so, so, nk, dst + p * nk * w);
   } else {
-    for (int64_t p = 0; p < full; ++p) panel_generic(src + p * w * so, so, sk, w, nk, w, dst + p * nk * w);
+    for (int64_t p = 0; p < full; ++p)
+      panel_partial(src + p * w * so, so, sk, w, nk, w, dst + p * nk * w);
   }
   for (int64_t o = full * w; o < no; o += w)
-    panel_generic(src + o * so, so, sk, no - o, nk, w, dst + (o / w) * nk * w);
+    panel_partial(src + o * so, so, sk, no - o < w ? no - o : w, nk, w, dst + (o / w) * nk * w);
 }
 
 }  // namespace
