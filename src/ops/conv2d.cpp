@@ -6,8 +6,9 @@
 //   input    dx = col2im(wᵀ · dy), or at stride 1 the forward convolution of dy with the
 //            180°-rotated, transposed kernel (no col2im)
 //   bias     db[OC] = sums of dy
-// Threads: small images run whole images per thread with single-threaded GEMMs; large ones go
-// image by image with the GEMM's own threads (see images_in_parallel).
+// Threads: whole images per thread with single-threaded GEMMs whenever the batch splits evenly
+// enough over the threads (LeNet, CIFAR, VGG at N = 8 ...); otherwise (N = 1, odd small
+// batches) image by image with the GEMM's own threads. See unit_threads.
 #include "ops/conv2d.hpp"
 
 #include <algorithm>
@@ -126,8 +127,10 @@ constexpr int64_t kWeightGradGroups = 8;
 constexpr int64_t kMaxPartialFloats = int64_t{1} << 22;  // 16 MiB
 
 // col2im works on blocks of col [C*KH*KW, nj] of about this many floats (L2-resident), nj a
-// multiple of 16 (the AVX2 GEMM's tile width: a ragged block wastes part of a tile column).
+// multiple of 32, a whole number of GEMM tile columns for every tier (a ragged block of 113
+// pixels wasted 12% of the AVX2 GEMM on strided_s2's input gradient).
 constexpr int64_t kColBlockFloats = int64_t{1} << 17;
+constexpr int64_t kColBlockAlign = 32;
 
 Im2colShape im2col_shape(const Conv2dShape& s) {
   return {s.C, s.H, s.W, s.KH, s.KW, s.SH, s.SW, s.PT, s.PL, s.DH, s.DW, s.OH, s.OW};
@@ -365,7 +368,8 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     rotate_kernel(wr, w, s);
     bw.wr = wr;
   }
-  bw.col_block = std::min(s.OH * s.OW, std::max<int64_t>(16, kColBlockFloats / K / 16 * 16));
+  bw.col_block = std::min(P, std::max(kColBlockAlign,
+                                      kColBlockFloats / K / kColBlockAlign * kColBlockAlign));
 
   // Group g holds images [N*g/G, N*(g+1)/G) and sums them into its partial: dw itself for
   // g = 0, except on the channels-last path, whose partials are all in the tap-major layout.
