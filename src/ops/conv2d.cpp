@@ -2,10 +2,13 @@
 // direct-loop references. Per image (darknet's lowering, with col packed straight from the
 // image by the GEMM instead of materialised):
 //   forward  y[OC, OH*OW]     = w[OC, C*KH*KW] · col(x) + b      (1x1 stride 1 unpadded: col = x)
-//   weight   dw[OC, C*KH*KW] += dy[OC, OH*OW] · col(x)ᵀ          (summed over the batch)
-//   input    dx = col2im(wᵀ · dy), or at stride 1 the forward convolution of dy with the
-//            180°-rotated, transposed kernel (no col2im)
-//   bias     db[OC] = sums of dy
+//   weight   dw[OC, C*KH*KW] += dy[OC, OH*OW] · col(x)ᵀ, summed over the batch in fixed groups
+//            of images; col packed from the image made channels-last when C % 8 == 0
+//   input    dx = col2im(wᵀ · dy), or at stride 1 and C >= 32 the forward convolution of dy
+//            with the 180°-rotated, transposed kernel (no col2im)
+//   bias     db[OC] = sums of dy, per image group too
+// Every result is bit-identical for any thread count: images are independent, and the batch
+// reductions (dw, db) use groups fixed by the shape, added in group order.
 // Threads: whole images per thread with single-threaded GEMMs whenever the batch splits evenly
 // enough over the threads (LeNet, CIFAR, VGG at N = 8 ...); otherwise (N = 1, odd small
 // batches) image by image with the GEMM's own threads. See unit_threads.
