@@ -3,6 +3,7 @@ edge cases (one helper, parametrized), integer-valued inputs bit for bit, the re
 bench/shapes/conv2d.txt, thread-count independence, and PyTorch as a second opinion on random
 configurations."""
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from cnnkit import functional as F
 from helpers import (assert_exact, assert_scaled_close, exact_ints, needs_torch, randn, torch)
 
 SHAPES = os.path.join(os.path.dirname(__file__), "..", "bench", "shapes", "conv2d.txt")
+BENCH = os.path.join(os.path.dirname(__file__), "..", "build", "bench", "bench_conv2d")
 
 
 def pair(v):
@@ -331,3 +333,13 @@ def test_conv2d_vs_torch(seed):
     scales = conv.reference_backward(abs(dy), abs(x), abs(w))
     for name, got, t, s in zip(("dx", "dw", "db"), conv.backward(dy, x, w), (tx, tw, tb), scales):
         assert_scaled_close(got, t.grad.numpy(), s, rtol=1e-4, what=f"{name} {vars(conv)}")
+
+
+@pytest.mark.skipif(not os.path.exists(BENCH), reason="C++ benchmarks not built "
+                    "(cmake -DCNNKIT_BUILD_BENCH=ON)")
+def test_im2col_packs_every_width_and_tier():
+    # The GEMM of one tier asks for one panel width; bench_conv2d checks every pack (portable,
+    # AVX2, AVX-512 where they run) at widths 1 .. 64 and odd sub-ranges against im2col.
+    r = subprocess.run([BENCH, "--filter", "no shape has this name"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
