@@ -498,7 +498,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("simd_tier_note", [] { return simd_tier_note(); });
   m.def("simd_tiers_supported", [] {
     std::vector<std::string> out;
-    for (SimdTier t : {SimdTier::ref, SimdTier::portable, SimdTier::avx2})
+    for (SimdTier t : {SimdTier::ref, SimdTier::portable, SimdTier::avx2, SimdTier::avx512})
       if (simd_tier_supported(t)) out.push_back(simd_tier_name(t));
     return out;
   });

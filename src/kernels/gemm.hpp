@@ -63,7 +63,8 @@ struct GemmEpilogue {
 // never read, so garbage or NaN in it does not propagate (BLAS convention). K == 0 gives
 // beta * C + epilogue. Threads: up to num_threads(), each computing a disjoint block of C with
 // the same K order, so the result does not depend on the thread count; 1 thread when called
-// inside a parallel region. Runs the active SIMD tier unless one is given.
+// inside a parallel region. Runs the active SIMD tier unless one is given (a tier this build
+// or CPU cannot run falls back to gemm__ref); tiers round differently from each other.
 void gemm(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand& A,
           const GemmOperand& B, float beta, float* C, int64_t ldc,
           const GemmEpilogue& epilogue = {});
@@ -77,6 +78,63 @@ inline void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
                   int64_t ldc) {
   gemm(M, N, K, alpha, gemm_a(A, lda, trans_a), gemm_b(B, ldb, trans_b), beta, C, ldc);
 }
+
+// --- the blocked driver and its microkernels (the tiers' contract) --------------------------
+//
+// The driver (gemm.cpp) calls the operands' pack() once per block, never per element:
+//   A.pack(i0, mc, p0, kc, MR, buf)  mc <= MC, kc <= KC: an MC x KC block of A, once per
+//                                    (NC panel, KC slice, MC block);
+//   B.pack(j0, nc, p0, kc, NR, buf)  nc <= 4 * NR, kc <= KC: 4 micro-panels of B at a time,
+//                                    each packed once per (NC panel, KC slice), just before
+//                                    the first MC block's tiles use them;
+// with absolute offsets i0, j0, p0 (a thread's part of C starts at any multiple of MR or NR;
+// kc is K split into equal slices of at most KC). buf is 64-byte aligned; pack() writes all
+// ceil(no / width) panels, zero padding included. A 1024^3 GEMM on the AVX2 tier makes 24 A
+// calls and 48 B calls of 22-49 K floats each, so a virtual call per block is noise.
+
+// What a microkernel does with the product P[MR, NR] of one packed A micro-panel and one
+// packed B micro-panel over a KC slice: c = alpha * P + beta * c (beta == 0: c is not read),
+// then, on the last slice only, + row_bias[i] + col_bias[j] and max(., 0) when relu.
+struct GemmTileArgs {
+  float alpha;
+  float beta;
+  const float* row_bias;  // [m] or null
+  const float* col_bias;  // [n] or null
+  bool relu;
+};
+
+// c [m, n] (row stride ldc; 1 <= m <= MR, 1 <= n <= NR: an edge tile is partial) updated from
+// a [kc, MR] (a[k * MR + i]) and b [kc, NR] (b[k * NR + j], 64-byte aligned), kc >= 1; nothing
+// outside c [m, n], row_bias [m], col_bias [n] is read or written. Each c[i, j] sums its kc
+// products in k order with the same instructions whether its tile is full or partial, so a
+// result does not depend on where tiles fall (thread-count independence rests on this).
+using GemmMicrokernel = void (*)(int64_t kc, const float* a, const float* b, float* c,
+                                 int64_t ldc, int m, int n, const GemmTileArgs& args);
+
+// One SIMD tier's GEMM: its microkernel and the block sizes tuned for it. MC is a multiple of
+// MR and NC of NR; a KC x NR micro-panel of B should fit in L1, an MC x KC block of A in L2.
+struct GemmKernel {
+  const char* name;
+  int MR, NR;
+  int64_t MC, KC, NC;
+  GemmMicrokernel micro;
+};
+
+// The blocked kernel of a tier (portable; avx2, avx512 when built and supported); null for ref
+// and for a tier this build or CPU cannot run.
+const GemmKernel* gemm_kernel(SimdTier tier);
+
+// The blocked driver on an explicit kernel (benchmarks tune block sizes through it); gemm()
+// is this with gemm_kernel(tier).
+void gemm_blocked(const GemmKernel& kernel, int64_t M, int64_t N, int64_t K, float alpha,
+                  const GemmOperand& A, const GemmOperand& B, float beta, float* C,
+                  int64_t ldc, const GemmEpilogue& epilogue = {});
+
+// Per-tier kernels, defined beside their microkernels (gemm_portable.cpp, gemm_avx2.cpp,
+// gemm_avx512.cpp).
+extern const GemmKernel gemm_kernel__portable;
+extern const GemmKernel gemm_kernel__avx2;
+extern const GemmKernel gemm_kernel__avx512;
 
 // The truth the other tiers are tested against: the textbook triple loop (K innermost, in
 // order, float accumulation), reading the operands through pack() one element at a time.

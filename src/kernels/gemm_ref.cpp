@@ -1,24 +1,10 @@
-// gemm__ref: the naive GEMM every faster tier is held to, and DenseOperand packing.
+// gemm__ref: the naive GEMM every faster tier is held to.
 #include <algorithm>
 #include <vector>
 
 #include "kernels/gemm.hpp"
 
 namespace cnnkit {
-
-void DenseOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
-                        float* dst) const {
-  const int64_t panels = (no + width - 1) / width;
-  for (int64_t p = 0; p < panels; ++p) {
-    for (int64_t k = 0; k < nk; ++k) {
-      float* d = dst + (p * nk + k) * width;
-      for (int r = 0; r < width; ++r) {
-        const int64_t o = p * width + r;
-        d[r] = o < no ? data_[(o0 + o) * so_ + (k0 + k) * sk_] : 0.0f;
-      }
-    }
-  }
-}
 
 void gemm__ref(int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand& A,
                const GemmOperand& B, float beta, float* C, int64_t ldc,

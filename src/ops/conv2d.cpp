@@ -1,8 +1,25 @@
-// conv2d: the shape function and forward/backward. Placeholder fast path until the
-// im2col + packed-GEMM lowering lands: forward and backward run the direct reference loops.
+// conv2d: the shape function, the im2col + GEMM lowering of forward and backward, and the
+// direct-loop references. Per image (darknet's lowering, with col packed straight from the
+// image by the GEMM instead of materialised):
+//   forward  y[OC, OH*OW]     = w[OC, C*KH*KW] · col(x) + b      (1x1 stride 1 unpadded: col = x)
+//   weight   dw[OC, C*KH*KW] += dy[OC, OH*OW] · col(x)ᵀ, summed over the batch in fixed groups
+//            of images; col packed from the image made channels-last when C % 8 == 0
+//   input    dx = col2im(wᵀ · dy), or at stride 1 and C >= 32 the forward convolution of dy
+//            with the 180°-rotated, transposed kernel (no col2im)
+//   bias     db[OC] = sums of dy, per image group too
+// Every result is bit-identical for any thread count: images are independent, and the batch
+// reductions (dw, db) use groups fixed by the shape, added in group order.
+// Threads: whole images per thread with single-threaded GEMMs whenever the batch splits evenly
+// enough over the threads (LeNet, CIFAR, VGG at N = 8 ...); otherwise (N = 1, odd small
+// batches) image by image with the GEMM's own threads. See unit_threads.
 #include "ops/conv2d.hpp"
 
+#include <algorithm>
 #include <string>
+
+#include "kernels/gemm.hpp"
+#include "kernels/im2col.hpp"
+#include "parallel.hpp"
 
 namespace cnnkit {
 
@@ -94,14 +111,321 @@ void conv2d_backward__ref(float* dx, float* dw, float* db, const float* dy, cons
         }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The im2col + GEMM path
+
+namespace {
+
+// Workspace slots of conv2d.
+constexpr int kSlotCol = 0;      // col blocks of the input gradient, one per thread
+constexpr int kSlotPartial = 1;  // weight-gradient partials (of groups 1 .. G-1, or all G)
+constexpr int kSlotRotated = 2;  // the rotated, transposed kernel
+constexpr int kSlotImage = 3;    // channels-last images for the weight gradient, one per thread
+
+// The weight gradient sums over the batch in G fixed groups of consecutive images, one
+// partial per group, the partials added in group order. G depends on the shape alone (at most
+// this many, and partials of at most kMaxPartialFloats in all), so dw is the same for every
+// thread count and either threading path; G also caps the threads of this reduction.
+constexpr int64_t kWeightGradGroups = 8;
+constexpr int64_t kMaxPartialFloats = int64_t{1} << 22;  // 16 MiB
+
+// col2im works on blocks of col [C*KH*KW, nj] of about this many floats (L2-resident), nj a
+// multiple of 32, a whole number of GEMM tile columns for every tier (a ragged block of 113
+// pixels wasted 12% of the AVX2 GEMM on strided_s2's input gradient).
+constexpr int64_t kColBlockFloats = int64_t{1} << 17;
+constexpr int64_t kColBlockAlign = 32;
+
+Im2colShape im2col_shape(const Conv2dShape& s) {
+  return {s.C, s.H, s.W, s.KH, s.KW, s.SH, s.SW, s.PT, s.PL, s.DH, s.DW, s.OH, s.OW};
+}
+
+// A 1x1, stride-1, unpadded convolution: col is the image itself.
+bool is_pointwise(const Conv2dShape& s) {
+  return s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT == 0 && s.PB == 0 &&
+         s.PL == 0 && s.PR == 0;
+}
+
+int64_t image_flops(const Conv2dShape& s) { return 2 * s.OC * s.C * s.KH * s.KW * s.OH * s.OW; }
+
+// Threads over `items` independent units of whole images, each running single-threaded
+// GEMMs, when that keeps every thread busy (at most 25% of the slots idle); else 1, and each
+// GEMM spreads itself over the threads.
+int unit_threads(int64_t items, int64_t flops) {
+  const int nt = threads_for(items, flops);
+  if (nt <= 1) return 1;
+  const int64_t per_thread = (items + nt - 1) / nt;
+  return per_thread * nt * 4 <= items * 5 ? nt : 1;
+}
+
+// y [OC, OH, OW] = w [OC, C*KH*KW] · col(x [C, H, W]) + b, for one image.
+void forward_image(float* y, const float* x, const float* w, const float* b,
+                   const Conv2dShape& s) {
+  const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
+  GemmEpilogue ep;
+  ep.row_bias = b;
+  if (is_pointwise(s))
+    gemm(s.OC, P, K, 1.0f, gemm_a(w, K, false), gemm_b(x, P, false), 0.0f, y, P, ep);
+  else
+    gemm(s.OC, P, K, 1.0f, gemm_a(w, K, false), Im2colOperand(x, im2col_shape(s)), 0.0f, y, P,
+         ep);
+}
+
+// The batch's fixed groups for the reductions over images (see kWeightGradGroups): image n
+// belongs to group g when N*g/G <= n < N*(g+1)/G.
+int64_t batch_groups(const Conv2dShape& s) {
+  const int64_t wsize = s.OC * s.C * s.KH * s.KW;
+  const int64_t most = std::max<int64_t>(1, std::min(s.N, kWeightGradGroups));
+  return std::clamp<int64_t>(kMaxPartialFloats / wsize, 1, most);
+}
+
+// Sum of v[0 .. n): 8 running sums, lane l taking v[8i + l], then added in lane order, then
+// the tail. Written out so that every caller sums in exactly this order (no reassociation is
+// left to the compiler), which keeps db identical whether or not it is fused with dw.
+float row_sum(const float* v, int64_t n) {
+  float acc[8] = {};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += v[j + l];
+  float sum = 0.0f;
+  for (int l = 0; l < 8; ++l) sum += acc[l];
+  for (; j < n; ++j) sum += v[j];
+  return sum;
+}
+
+// db [OC] = sums of dy [N, OC, OH, OW]: per group, the row sums of its images in order; then
+// the group sums in group order (the order the fused path in conv2d_backward uses too).
+void bias_grad(float* db, const float* dy, const Conv2dShape& s) {
+  const int64_t P = s.OH * s.OW, groups = batch_groups(s);
+  parallel_for(s.OC, s.N * s.OC * P, [&](int64_t o0, int64_t o1, int) {
+    for (int64_t oc = o0; oc < o1; ++oc) {
+      float acc = 0.0f;
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t n0 = s.N * g / groups, n1 = s.N * (g + 1) / groups;
+        float group = 0.0f;
+        for (int64_t n = n0; n < n1; ++n) {
+          const float r = row_sum(dy + (n * s.OC + oc) * P, P);
+          group = n == n0 ? r : group + r;
+        }
+        acc = g == 0 ? group : acc + group;
+      }
+      db[oc] = acc;
+    }
+  });
+}
+
+// How the input gradient of one image is formed.
+enum class InputGradPath {
+  pointwise,  // dx [C, H*W] = wᵀ · dy: col2im of a 1x1 stride-1 conv is the identity
+  rotated,    // stride 1, padding < the dilated kernel: a forward conv of dy (rotated_shape)
+  col2im,     // dx = col2im(wᵀ · dy), in pixel blocks
+};
+
+InputGradPath input_grad_path(const Conv2dShape& s) {
+  if (is_pointwise(s)) return InputGradPath::pointwise;
+  // The rotated path's GEMM has M = C rows and packs the col of dy (OC*KH*KW x H*W) for
+  // them; col2im's has M = C*KH*KW and K = OC, plus the scatter. Measured here: rotated wins
+  // from C = 32 (VGG 64 -> 64: 18.8 vs 23.6 ms), col2im below (LeNet 6 -> 16: 0.9 vs 1.9 ms).
+  const int64_t ekh = s.DH * (s.KH - 1) + 1, ekw = s.DW * (s.KW - 1) + 1;
+  if (s.C >= 32 && s.SH == 1 && s.SW == 1 && std::max(s.PT, s.PB) <= ekh - 1 &&
+      std::max(s.PL, s.PR) <= ekw - 1)
+    return InputGradPath::rotated;
+  return InputGradPath::col2im;
+}
+
+// At stride 1, dx[c, ih, iw] = sum dy[oc, ih + PT - kh*DH, iw + PL - kw*DW] w[oc, c, kh, kw]:
+// the convolution of dy [OC, OH, OW] with wr [C, OC, KH, KW] (wr[c, oc, kh, kw] =
+// w[oc, c, KH-1-kh, KW-1-kw]), padded by the dilated kernel extent - 1 - the forward padding,
+// which gives an H x W output.
+Conv2dShape rotated_shape(const Conv2dShape& s) {
+  const int64_t ekh = s.DH * (s.KH - 1) + 1, ekw = s.DW * (s.KW - 1) + 1;
+  return conv2d_shape(s.N, s.OC, s.OH, s.OW, s.C, s.KH, s.KW, 1, 1, ekh - 1 - s.PT,
+                      ekh - 1 - s.PB, ekw - 1 - s.PL, ekw - 1 - s.PR, s.DH, s.DW);
+}
+
+// wr [C, OC, KH, KW] = w [OC, C, KH, KW] with each kernel rotated by 180°.
+void rotate_kernel(float* wr, const float* w, const Conv2dShape& s) {
+  const int64_t kk = s.KH * s.KW;
+  for (int64_t oc = 0; oc < s.OC; ++oc)
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t t = 0; t < kk; ++t)
+        wr[(c * s.OC + oc) * kk + kk - 1 - t] = w[(oc * s.C + c) * kk + t];
+}
+
+// How the weight gradient of one image is formed.
+enum class WeightGradPath {
+  pointwise,     // dw [OC, C] += dy · xᵀ: col is the image
+  channels_last, // dwt [OC, KH*KW*C] += dy · colᵀ in tap-major rows, packed by copying runs
+                 // of channels from the image made channels-last (C a multiple of 8)
+  transposed,    // dw += dy · colᵀ, packed from NCHW by 8 x 8 transposes
+};
+
+WeightGradPath weight_grad_path(const Conv2dShape& s) {
+  if (is_pointwise(s)) return WeightGradPath::pointwise;
+  // Measured on VGG 64 -> 64: the channels-last pack (transposition included) runs ~2.5x
+  // faster than the transposing one.
+  if (s.C % 8 == 0) return WeightGradPath::channels_last;
+  return WeightGradPath::transposed;
+}
+
+// dw [OC, C, KH*KW] = dwt [OC, KH*KW, C] with its last two axes swapped.
+void untranspose_taps(float* dw, const float* dwt, const Conv2dShape& s) {
+  const int64_t kk = s.KH * s.KW;
+  parallel_for(s.OC, s.OC * s.C * kk, [&](int64_t o0, int64_t o1, int) {
+    for (int64_t oc = o0; oc < o1; ++oc)
+      for (int64_t t = 0; t < kk; ++t)
+        for (int64_t c = 0; c < s.C; ++c)
+          dw[(oc * s.C + c) * kk + t] = dwt[(oc * kk + t) * s.C + c];
+  });
+}
+
+// The per-image steps of the backward pass and what they share.
+struct Backward {
+  const Conv2dShape& s;
+  const float* dy;
+  const float* x;
+  const float* w;
+  InputGradPath path;
+  WeightGradPath wpath;
+  Conv2dShape sr;          // rotated_shape(s), for the rotated path
+  const float* wr;         // the rotated kernel, for the rotated path
+  int64_t col_block;       // pixel columns per col2im block
+
+  // dw [OC, C*KH*KW] (+)= dy_n [OC, OH*OW] · col(x_n)ᵀ, with dw's axes ordered
+  // (oc, kh, kw, c) on the channels-last path; xt: scratch of C*H*W floats for that path.
+  void weight_image(float* dw, bool accumulate, int64_t n, float* xt) const {
+    const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
+    const float* dyn = dy + n * s.OC * P;
+    const float* xn = x + n * s.C * s.H * s.W;
+    const float beta = accumulate ? 1.0f : 0.0f;
+    const DenseOperand a = gemm_a(dyn, P, false);
+    switch (wpath) {
+      case WeightGradPath::pointwise:
+        gemm(s.OC, K, P, 1.0f, a, gemm_b(xn, P, true), beta, dw, K);
+        return;
+      case WeightGradPath::channels_last:
+        chw_to_hwc(xt, xn, s.C, s.H * s.W);
+        gemm(s.OC, K, P, 1.0f, a, Im2colHwcOperand(xt, im2col_shape(s)), beta, dw, K);
+        return;
+      case WeightGradPath::transposed:
+        gemm(s.OC, K, P, 1.0f, a, Im2colTransposedOperand(xn, im2col_shape(s)), beta, dw, K);
+        return;
+    }
+  }
+
+  // dx_n [C, H, W] overwritten; col: scratch of K * col_block floats for the col2im path.
+  // threaded: this runs outside a parallel region, so col2im spreads over channels.
+  void input_image(float* dxn, int64_t n, float* col, bool threaded) const {
+    const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
+    const float* dyn = dy + n * s.OC * P;
+    switch (path) {
+      case InputGradPath::pointwise:
+        gemm(s.C, P, s.OC, 1.0f, gemm_a(w, K, true), gemm_b(dyn, P, false), 0.0f, dxn, P);
+        return;
+      case InputGradPath::rotated:
+        forward_image(dxn, dyn, wr, nullptr, sr);
+        return;
+      case InputGradPath::col2im:
+        break;
+    }
+    const Im2colShape g = im2col_shape(s);
+    std::fill(dxn, dxn + s.C * s.H * s.W, 0.0f);
+    for (int64_t j0 = 0; j0 < P; j0 += col_block) {
+      const int64_t nj = std::min(col_block, P - j0);
+      // col [K, nj] = wᵀ [K, OC] · dy_n [OC, j0 .. j0+nj)
+      gemm(K, nj, s.OC, 1.0f, gemm_a(w, K, true), gemm_b(dyn + j0, P, false), 0.0f, col, nj);
+      // Channels own disjoint planes of dx_n, so they split over threads without races.
+      const int nt = threaded ? threads_for(s.C, K * nj) : 1;
+      parallel_chunks(s.C, nt, [&](int64_t c0, int64_t c1, int) {
+        col2im_add(dxn, col, g, j0, nj, c0, c1);
+      });
+    }
+  }
+};
+
+}  // namespace
+
 void conv2d_forward(float* y, const float* x, const float* w, const float* b,
                     const Conv2dShape& s, Workspace&) {
-  conv2d_forward__ref(y, x, w, b, s);
+  const int64_t xs = s.C * s.H * s.W, ys = s.OC * s.OH * s.OW;
+  // Whole images per thread when there are enough of them; each image is the same GEMM
+  // either way, so y does not depend on the thread count.
+  const int nt = unit_threads(s.N, s.N * image_flops(s));
+  parallel_chunks(s.N, nt, [&](int64_t n0, int64_t n1, int) {
+    for (int64_t n = n0; n < n1; ++n) forward_image(y + n * ys, x + n * xs, w, b, s);
+  });
 }
 
 void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
-                     const float* w, const Conv2dShape& s, Workspace&) {
-  conv2d_backward__ref(dx, dw, db, dy, x, w, s);
+                     const float* w, const Conv2dShape& s, Workspace& ws) {
+  const int64_t K = s.C * s.KH * s.KW, wsize = s.OC * K, xs = s.C * s.H * s.W;
+  const int64_t P = s.OH * s.OW;
+  if ((!dx && !dw) || s.N == 0) {
+    if (db) bias_grad(db, dy, s);
+    if (dw) std::fill(dw, dw + wsize, 0.0f);
+    return;
+  }
+  Backward bw{s, dy, x, w, input_grad_path(s), weight_grad_path(s), s, nullptr, 0};
+  if (dx && bw.path == InputGradPath::rotated) {
+    bw.sr = rotated_shape(s);
+    float* wr = ws.buffer(kSlotRotated, wsize);
+    rotate_kernel(wr, w, s);
+    bw.wr = wr;
+  }
+  bw.col_block = std::min(P, std::max(kColBlockAlign,
+                                      kColBlockFloats / K / kColBlockAlign * kColBlockAlign));
+
+  // Group g holds images [N*g/G, N*(g+1)/G) and sums them into its partial: dw itself for
+  // g = 0, except on the channels-last path, whose partials are all in the tap-major layout.
+  // db is summed here too, per group, while each image's dy is in cache.
+  const int64_t groups = batch_groups(s);
+  const bool tap_major = bw.wpath == WeightGradPath::channels_last;
+  const int64_t dw_partials = !dw ? 0 : tap_major ? groups : groups - 1;
+  float* partials = ws.buffer(kSlotPartial, dw_partials * wsize + (db ? groups * s.OC : 0));
+  float* db_partials = partials + dw_partials * wsize;
+  auto partial = [&](int64_t g) {
+    return tap_major ? partials + g * wsize : g == 0 ? dw : partials + (g - 1) * wsize;
+  };
+  const int nt = unit_threads(groups, 3 * s.N * image_flops(s));
+  float* cols = dx && bw.path == InputGradPath::col2im
+                    ? ws.buffer(kSlotCol, static_cast<std::size_t>(nt) * K * bw.col_block)
+                    : nullptr;
+  float* images = dw && tap_major ? ws.buffer(kSlotImage, static_cast<std::size_t>(nt) * xs)
+                                  : nullptr;
+  parallel_chunks(groups, nt, [&](int64_t g0, int64_t g1, int t) {
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t n0 = s.N * g / groups, n1 = s.N * (g + 1) / groups;
+      for (int64_t n = n0; n < n1; ++n) {
+        if (db)
+          for (int64_t oc = 0; oc < s.OC; ++oc) {
+            const float r = row_sum(dy + (n * s.OC + oc) * P, P);
+            float& group = db_partials[g * s.OC + oc];
+            group = n == n0 ? r : group + r;
+          }
+        if (dw) bw.weight_image(partial(g), n > n0, n, images ? images + t * xs : nullptr);
+        if (dx) bw.input_image(dx + n * xs, n, cols ? cols + t * K * bw.col_block : nullptr,
+                               nt == 1);
+      }
+    }
+  });
+  if (db)
+    for (int64_t oc = 0; oc < s.OC; ++oc) {
+      float acc = db_partials[oc];
+      for (int64_t g = 1; g < groups; ++g) acc += db_partials[g * s.OC + oc];
+      db[oc] = acc;
+    }
+  if (!dw) return;
+  if (groups > 1) {
+    // p0 += p1, then p2, ...: every element summed in group order.
+    float* p0 = partial(0);
+    parallel_for(wsize, groups * wsize, [&](int64_t e0, int64_t e1, int) {
+      for (int64_t g = 1; g < groups; ++g) {
+        const float* p = partial(g);
+#pragma omp simd
+        for (int64_t e = e0; e < e1; ++e) p0[e] += p[e];
+      }
+    });
+  }
+  if (tap_major) untranspose_taps(dw, partial(0), s);
 }
 
 }  // namespace cnnkit

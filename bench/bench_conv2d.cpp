@@ -1,0 +1,233 @@
+// conv2d and conv1d over the named shapes of bench/shapes/conv2d.txt and conv1d.txt: each is
+// first validated against conv2d_forward__ref / conv2d_backward__ref (exit 1 on a mismatch),
+// then timed (median ms) forward and forward+backward (dx, dw and db), as GFLOP/s and % of
+// the FMA peak measured in the same run, at the vector width of the active SIMD tier (512-bit
+// FMAs for avx512, 256-bit otherwise; CNNKIT_SIMD=avx2 gives the AVX2 figures).
+// Forward+backward counts 3x the forward FLOPs. Before the shapes, every im2col pack is checked
+// against the materialised im2col.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "bench_common.hpp"
+#include "peak_avx512.hpp"
+#include "common.hpp"
+#include "kernels/im2col.hpp"
+#include "ops/conv1d.hpp"
+#include "ops/conv2d.hpp"
+
+namespace {
+
+using cnnkit::Conv2dShape;
+using cnnkit::Im2colShape;
+
+// Every pack (the operand's tier and, where it runs, the AVX2 one) of every panel width and a
+// spread of sub-ranges, against im2col; dst starts as NaN so an unwritten float shows.
+int check_packs() {
+  [[maybe_unused]] const bool avx2 = cnnkit::simd_tier_supported(cnnkit::SimdTier::avx2);
+  [[maybe_unused]] const bool avx512 = cnnkit::simd_tier_supported(cnnkit::SimdTier::avx512);
+  struct G { int64_t C, H, W, KH, KW, SH, SW, PT, PB, PL, PR, DH, DW; };
+  const G geoms[] = {
+      {3, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},  {2, 7, 28, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1},
+      {2, 6, 5, 2, 3, 2, 2, 0, 1, 1, 0, 1, 1},   {1, 13, 13, 3, 2, 3, 1, 2, 0, 0, 3, 2, 2},
+      {2, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 40, 1, 5, 1, 1, 0, 0, 2, 2, 1, 1},
+      {2, 12, 12, 4, 4, 4, 4, 2, 2, 2, 2, 1, 1}, {3, 4, 4, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1},
+      {2, 10, 9, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1},  {1, 3, 30, 3, 7, 1, 2, 1, 1, 3, 3, 1, 2},
+      {8, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},  {16, 7, 12, 3, 2, 2, 1, 1, 0, 0, 1, 1, 2},
+      {24, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},  {32, 1, 40, 1, 5, 1, 1, 0, 0, 2, 2, 1, 1},
+  };
+  int failures = 0;
+  for (const G& q : geoms) {
+    const Conv2dShape s = cnnkit::conv2d_shape(1, q.C, q.H, q.W, 1, q.KH, q.KW, q.SH, q.SW, q.PT,
+                                               q.PB, q.PL, q.PR, q.DH, q.DW);
+    const Im2colShape g{s.C, s.H, s.W, s.KH, s.KW, s.SH, s.SW, s.PT, s.PL, s.DH, s.DW, s.OH, s.OW};
+    const int64_t rows = s.C * s.KH * s.KW, npix = s.OH * s.OW;
+    const std::vector<float> x = bench::random_floats(s.C * s.H * s.W, 7);
+    std::vector<float> col(rows * npix), xt(x.size());
+    cnnkit::im2col(col.data(), x.data(), g);
+    cnnkit::chw_to_hwc(xt.data(), x.data(), s.C, s.H * s.W);
+    const cnnkit::Im2colOperand fwd(x.data(), g);
+    const cnnkit::Im2colTransposedOperand bwd(x.data(), g);
+    const cnnkit::Im2colHwcOperand hwc(xt.data(), g);
+    const int64_t kk = s.KH * s.KW;
+    for (int width : {1, 6, 8, 16, 24, 32, 48, 64}) {
+      // (outer start, outer count, k start, k count) for X(o, k): fwd has o = pixel, k = row;
+      // trans 1 and 2 (the channels-last operand, rows in tap-major order) have o = row.
+      for (int trans = 0; trans < 3; ++trans) {
+        const int64_t no_all = trans ? rows : npix, nk_all = trans ? npix : rows;
+        const int64_t o3 = no_all / 3, k2 = nk_all / 2;
+        const int64_t ranges[][4] = {{0, no_all, 0, nk_all},
+                                     {o3, no_all - o3, k2, nk_all - k2},
+                                     {16, no_all - 16, 8, nk_all - 8},
+                                     {1, no_all - 2, 1, nk_all - 2},
+                                     {no_all - 1, 1, nk_all - 1, 1}};
+        for (const auto& r : ranges) {
+          const int64_t o0 = r[0], no = std::min(r[1], no_all - o0), k0 = r[2],
+                        nk = std::min(r[3], nk_all - k0);
+          if (no < 1 || nk < 1) continue;
+          const int64_t panels = (no + width - 1) / width, n = panels * nk * width;
+          std::vector<float> want(n);
+          for (int64_t p = 0; p < panels; ++p)
+            for (int64_t k = 0; k < nk; ++k)
+              for (int e = 0; e < width; ++e) {
+                const int64_t o = p * width + e;
+                int64_t row = trans ? o0 + o : k0 + k;
+                const int64_t pix = trans ? k0 + k : o0 + o;
+                if (trans == 2 && o < no) row = row % s.C * kk + row / s.C;
+                want[(p * nk + k) * width + e] = o < no ? col[row * npix + pix] : 0.0f;
+              }
+          const cnnkit::GemmOperand* ops[] = {&fwd, &bwd, &hwc};
+          // variant 0: the operand (the active tier's pack); 1: AVX2; 2: AVX-512 (forward).
+          for (int variant = 0; variant < 3; ++variant) {
+            std::vector<float> got(n, std::numeric_limits<float>::quiet_NaN());
+            bool ran = false;
+            if (variant == 0) {
+              ops[trans]->pack(o0, no, k0, nk, width, got.data());
+              ran = true;
+            }
+#ifdef CNNKIT_HAVE_AVX2
+            if (variant == 1 && avx2 && trans == 0)
+              ran = cnnkit::im2col_pack__avx2(x.data(), g, o0, no, k0, nk, width, got.data());
+            if (variant == 1 && avx2 && trans == 1)
+              ran = cnnkit::im2col_transposed_pack__avx2(x.data(), g, o0, no, k0, nk, width,
+                                                         got.data());
+#endif
+#ifdef CNNKIT_HAVE_AVX512
+            if (variant == 2 && avx512 && trans == 0)
+              ran = cnnkit::im2col_pack__avx512(x.data(), g, o0, no, k0, nk, width, got.data());
+#endif
+            if (ran && std::memcmp(got.data(), want.data(), n * sizeof(float)) != 0) {
+              ++failures;
+              std::fprintf(stderr,
+                           "PACK MISMATCH: %s%s pack, geometry C%lld H%lld W%lld k%lldx%lld "
+                           "s%lld,%lld, width %d, o0 %lld no %lld k0 %lld nk %lld\n",
+                           trans == 2 ? "channels-last " : trans ? "transposed " : "",
+                           variant == 2 ? "avx512" : variant ? "avx2" : "operand",
+                           (long long)q.C, (long long)q.H, (long long)q.W, (long long)q.KH,
+                           (long long)q.KW, (long long)q.SH, (long long)q.SW, width,
+                           (long long)o0, (long long)no, (long long)k0, (long long)nk);
+            }
+          }
+        }
+      }
+    }
+  }
+  return failures;
+}
+
+// bench::fma_peak_gflops with 512-bit FMAs (as bench_gemm measures it): the avx512 tier's
+// peak, median of 5 runs; 0 where the tier is not supported.
+double fma512_peak_gflops(int threads) {
+  if (!cnnkit::simd_tier_supported(cnnkit::SimdTier::avx512)) return 0.0;
+  const int64_t iters = 10'000'000;
+  std::vector<double> runs;
+  volatile float sink = 0.0f;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    { sink = sink + bench::fma_chains__avx512(iters); }
+    const double sec =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    runs.push_back(2.0 * 16 * 16 * iters * threads / sec * 1e-9);
+  }
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
+}
+
+struct Case {
+  std::string name;
+  Conv2dShape s;
+  bool one_d;
+};
+
+void run_case(const Case& c, double peak, const bench::Args& args) {
+  const Conv2dShape& s = c.s;
+  const int64_t xn = s.N * s.C * s.H * s.W, wn = s.OC * s.C * s.KH * s.KW,
+                yn = s.N * s.OC * s.OH * s.OW;
+  const std::vector<float> x = bench::random_floats(xn, 1), w = bench::random_floats(wn, 2),
+                           b = bench::random_floats(s.OC, 3), dy = bench::random_floats(yn, 4);
+  std::vector<float> y(yn), dx(xn), dw(wn), db(s.OC);
+  cnnkit::Workspace ws;
+
+  // Validate once against the direct loops.
+  std::vector<float> ry(yn), rdx(xn), rdw(wn), rdb(s.OC);
+  cnnkit::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, ws);
+  cnnkit::conv2d_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), s, ws);
+  cnnkit::conv2d_forward__ref(ry.data(), x.data(), w.data(), b.data(), s);
+  cnnkit::conv2d_backward__ref(rdx.data(), rdw.data(), rdb.data(), dy.data(), x.data(), w.data(),
+                               s);
+  const double err = std::max({bench::max_rel_diff(y, ry), bench::max_rel_diff(dx, rdx),
+                               bench::max_rel_diff(dw, rdw), bench::max_rel_diff(db, rdb)});
+  if (!(err < 1e-4)) {
+    std::fprintf(stderr, "MISMATCH %s: max relative error %.3g vs the reference\n",
+                 c.name.c_str(), err);
+    std::exit(1);
+  }
+
+  const double fwd_ms = bench::median_ms(
+      [&] { cnnkit::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, ws); }, args.reps);
+  const double all_ms = bench::median_ms(
+      [&] {
+        cnnkit::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, ws);
+        cnnkit::conv2d_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(),
+                                s, ws);
+      },
+      args.reps);
+  const double flops = 2.0 * s.N * s.OC * s.C * s.KH * s.KW * s.OH * s.OW;
+  const double fwd_gf = flops / fwd_ms * 1e-6, all_gf = 3 * flops / all_ms * 1e-6;
+  char geom[96];
+  if (c.one_d)
+    std::snprintf(geom, sizeof geom, "%lldx%lldx%lld->%lld k%lld s%lld p%lld", (long long)s.N,
+                  (long long)s.C, (long long)s.W, (long long)s.OC, (long long)s.KW,
+                  (long long)s.SW, (long long)s.PL);
+  else
+    std::snprintf(geom, sizeof geom, "%lldx%lldx%lldx%lld->%lld k%lldx%lld s%lld p%lld",
+                  (long long)s.N, (long long)s.C, (long long)s.H, (long long)s.W, (long long)s.OC,
+                  (long long)s.KH, (long long)s.KW, (long long)s.SH, (long long)s.PT);
+  std::printf("%-18s %-32s %8.1e | %8.3f %7.1f %5.1f%% | %8.3f %7.1f %5.1f%%\n", c.name.c_str(),
+              geom, err, fwd_ms, fwd_gf, peak > 0 ? 100 * fwd_gf / peak : 0.0, all_ms, all_gf,
+              peak > 0 ? 100 * all_gf / peak : 0.0);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bench::Args args = bench::parse_args(argc, argv);
+  const int pack_failures = check_packs();
+  if (pack_failures) {
+    std::fprintf(stderr, "%d im2col pack mismatches\n", pack_failures);
+    return 1;
+  }
+  const bool wide = cnnkit::active_simd_tier() == cnnkit::SimdTier::avx512;
+  const double peak =
+      wide ? fma512_peak_gflops(args.threads) : bench::fma_peak_gflops(args.threads);
+  bench::print_header(wide ? "conv2d / conv1d (packs checked; peak: 512-bit FMAs)"
+                           : "conv2d / conv1d (packs checked; peak: 256-bit FMAs)",
+                      args, peak);
+  std::printf("%-18s %-32s %8s | %8s %7s %6s | %8s %7s %6s\n", "name", "N x C x H x W -> OC",
+              "rel.err", "fwd ms", "GFLOP/s", "peak", "f+b ms", "GFLOP/s", "peak");
+  std::vector<Case> cases;
+  auto num = [](const std::string& t) { return std::stoll(t); };
+  for (const auto& t : bench::read_shapes(args, "conv2d.txt"))
+    cases.push_back({t[0],
+                     cnnkit::conv2d_shape(num(t[1]), num(t[2]), num(t[3]), num(t[4]), num(t[5]),
+                                          num(t[6]), num(t[7]), num(t[8]), num(t[9]), num(t[10]),
+                                          num(t[10]), num(t[11]), num(t[11])),
+                     false});
+  for (const auto& t : bench::read_shapes(args, "conv1d.txt"))
+    cases.push_back({t[0],
+                     cnnkit::conv1d_shape(num(t[1]), num(t[2]), num(t[3]), num(t[4]), num(t[5]),
+                                          num(t[6]), num(t[7]), num(t[7])),
+                     true});
+  for (const Case& c : cases) run_case(c, peak, args);
+  return 0;
+}

@@ -1,0 +1,120 @@
+"""cnnkit against PyTorch (CPU) on the conv shapes of bench/shapes/conv2d.txt and conv1d.txt.
+
+For each shape and thread count (1, then 2; both libraries set to it), forward and
+forward+backward (all of dx, dw, db) alternate between the two libraries, after a warm-up,
+and each side's median time is kept. ratio = torch time / cnnkit time (> 1: cnnkit faster).
+GFLOP/s count 2*N*OC*C*KH*KW*OH*OW for the forward and 3x that for forward+backward.
+
+    PYTHONPATH=python flock /tmp/cnnkit-bench.lock python3 bench/conv_vs_torch.py [--reps R]
+        [--threads 1 2] [--filter NAME]
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+import cnnkit
+from cnnkit import functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_shapes(name):
+    rows = []
+    with open(os.path.join(HERE, "shapes", name)) as f:
+        for line in f:
+            tok = line.split("#")[0].split()
+            if tok:
+                rows.append((tok[0], [int(t) for t in tok[1:]]))
+    return rows
+
+
+def cases():
+    for name, (N, C, H, W, OC, KH, KW, SH, SW, PH, PW) in read_shapes("conv2d.txt"):
+        yield name, (N, C, H, W), (OC, C, KH, KW), (SH, SW), (PH, PW), False
+    for name, (N, C, L, OC, K, S, P) in read_shapes("conv1d.txt"):
+        yield name, (N, C, L), (OC, C, K), S, P, True
+
+
+def timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def compare(name, x_shape, w_shape, stride, padding, one_d, reps):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    conv, conv_backward = (F.conv1d, F.conv1d_backward) if one_d else (F.conv2d, F.conv2d_backward)
+    tconv = torch.nn.functional.conv1d if one_d else torch.nn.functional.conv2d
+    y = conv(x, w, b, stride, padding)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    flops = 2.0 * y.size * np.prod(w_shape[1:])
+
+    tx, tw, tb = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, w, b))
+    tdy = torch.from_numpy(dy)
+
+    def torch_fwd():
+        with torch.no_grad():
+            tconv(tx, tw, tb, stride, padding)
+
+    def torch_all():
+        tx.grad = tw.grad = tb.grad = None
+        tconv(tx, tw, tb, stride, padding).backward(tdy)
+
+    def cnnkit_fwd():
+        conv(x, w, b, stride, padding)
+
+    def cnnkit_all():
+        conv(x, w, b, stride, padding)
+        conv_backward(dy, x, w, stride, padding)
+
+    # Same answer first (a loose check; the tests hold both to the float64 reference).
+    ty = tconv(tx, tw, tb, stride, padding).detach().numpy()
+    assert np.allclose(y, ty, rtol=1e-3, atol=1e-3 * np.abs(ty).max()), name
+
+    row = []
+    for pair in ((torch_fwd, cnnkit_fwd), (torch_all, cnnkit_all)):
+        times = ([], [])
+        for f in pair:  # warm-up
+            f()
+            f()
+        for _ in range(reps):  # alternate A B A B ...
+            for i, f in enumerate(pair):
+                times[i].append(timed(f))
+        row.append(tuple(float(np.median(t)) for t in times))
+    return flops, row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--filter", default="")
+    args = ap.parse_args()
+    print(f"# torch {torch.__version__}, cnnkit {cnnkit.__version__} "
+          f"(SIMD {cnnkit._core.simd_tier()}); medians of {args.reps} alternating runs; "
+          "ratio = torch ms / cnnkit ms")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        cnnkit.set_num_threads(threads)
+        print(f"\n## {threads} thread{'s' if threads > 1 else ''}")
+        print(f"{'shape':<18} | {'fwd torch ms':>12} {'cnnkit ms':>9} {'GF/s t':>7} {'GF/s c':>7} "
+              f"{'ratio':>6} | {'f+b torch ms':>12} {'cnnkit ms':>9} {'GF/s t':>7} {'GF/s c':>7} "
+              f"{'ratio':>6}")
+        for name, xs, ws, stride, padding, one_d in cases():
+            if args.filter and args.filter not in name:
+                continue
+            flops, ((tf, cf), (ta, ca)) = compare(name, xs, ws, stride, padding, one_d, args.reps)
+            print(f"{name:<18} | {tf * 1e3:12.3f} {cf * 1e3:9.3f} {flops / tf * 1e-9:7.1f} "
+                  f"{flops / cf * 1e-9:7.1f} {tf / cf:6.2f} | {ta * 1e3:12.3f} {ca * 1e3:9.3f} "
+                  f"{3 * flops / ta * 1e-9:7.1f} {3 * flops / ca * 1e-9:7.1f} {ta / ca:6.2f}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+// im2col for one image as GEMM operands that pack straight from the [C, H, W] image (implicit
+// GEMM: the col matrix is never materialised), and col2im, its adjoint, for the input gradient.
+//
+//   col(r, j) = x[c, oh*SH - PT + kh*DH, ow*SW - PL + kw*DW]   (0 outside the image)
+//   with row r = (c*KH + kh)*KW + kw and pixel j = oh*OW + ow.
+//
+// Packing is pure copying, so the per-ISA variants (*__avx2) give bit-identical panels; the
+// operands pick one once, from the active SIMD tier.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/gemm.hpp"
+
+namespace cnnkit {
+
+// One image's im2col geometry: input [C, H, W], kernel KH x KW, stride SH SW, top/left
+// padding PT PL, dilation DH DW, output OH x OW (bottom/right padding is implied by OH OW).
+struct Im2colShape {
+  int64_t C, H, W;
+  int64_t KH, KW;
+  int64_t SH, SW;
+  int64_t PT, PL;
+  int64_t DH, DW;
+  int64_t OH, OW;
+};
+
+// col as the B operand of the forward product Y[OC, OH*OW] = W[OC, C*KH*KW] · col:
+// X(o = pixel j, k = row r) for the image x [C, H, W].
+class Im2colOperand final : public GemmOperand {
+ public:
+  Im2colOperand(const float* x, const Im2colShape& g);
+  void pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
+            float* dst) const override;
+
+ private:
+  const float* x_;
+  Im2colShape g_;
+  SimdTier tier_;
+};
+
+// col transposed, the B operand of the weight gradient dW[OC, C*KH*KW] = dY[OC, OH*OW] · colᵀ:
+// X(o = row r, k = pixel j) for the image x [C, H, W].
+class Im2colTransposedOperand final : public GemmOperand {
+ public:
+  Im2colTransposedOperand(const float* x, const Im2colShape& g);
+  void pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
+            float* dst) const override;
+
+ private:
+  const float* x_;
+  Im2colShape g_;
+  bool avx2_;
+};
+
+// col transposed with its rows in tap-major order, from the channels-last image
+// xt [H, W, C] (chw_to_hwc): the B operand of the weight gradient computed as
+// dwt[OC, KH*KW*C] = dY[OC, OH*OW] · colᵀ, which is dw with its axes ordered (oc, kh, kw, c).
+// X(o = (kh*KW + kw)*C + c, k = pixel j) = xt[(ih*W + iw)*C + c]: a panel's rows are runs of
+// consecutive channels, so packing copies runs of xt (no transposes, no gathers).
+class Im2colHwcOperand final : public GemmOperand {
+ public:
+  Im2colHwcOperand(const float* xt, const Im2colShape& g) : xt_(xt), g_(g) {}
+  void pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
+            float* dst) const override;
+
+ private:
+  const float* xt_;
+  Im2colShape g_;
+};
+
+// xt [HW, C] = x [C, HW] transposed: an image made channels-last.
+void chw_to_hwc(float* xt, const float* x, int64_t C, int64_t HW);
+
+// col [C*KH*KW, OH*OW] overwritten with the im2col matrix of x [C, H, W].
+void im2col(float* col, const float* x, const Im2colShape& g);
+
+// x [C, H, W] += col2im of the pixel columns j0 .. j0+nj-1 of a col matrix, given as
+// col [C*KH*KW, nj] (row stride nj), for the channels c0 .. c1-1 only: the adjoint of im2col.
+// Each x element receives its terms in a fixed order (kh, kw, then pixel), so channel ranges
+// may run on different threads and the result does not depend on how they are split.
+void col2im_add(float* x, const float* col, const Im2colShape& g, int64_t j0, int64_t nj,
+                int64_t c0, int64_t c1);
+
+// Per-ISA variants of the operands' pack (im2col_avx2.cpp, im2col_avx512.cpp); same contract
+// as pack(). They return false, writing nothing, for the layouts they do not handle (width not
+// a multiple of 8, or 16 for avx512), which then take the next tier's pack down.
+bool im2col_pack__avx2(const float* x, const Im2colShape& g, int64_t o0, int64_t no,
+                       int64_t k0, int64_t nk, int width, float* dst);
+bool im2col_transposed_pack__avx2(const float* x, const Im2colShape& g, int64_t o0, int64_t no,
+                                  int64_t k0, int64_t nk, int width, float* dst);
+void chw_to_hwc__avx2(float* xt, const float* x, int64_t C, int64_t HW);
+bool im2col_pack__avx512(const float* x, const Im2colShape& g, int64_t o0, int64_t no,
+                         int64_t k0, int64_t nk, int width, float* dst);
+
+}  // namespace cnnkit

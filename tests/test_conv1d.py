@@ -1,0 +1,184 @@
+"""conv1d (conv2d with H = KH = 1) forward and every gradient against the float64 references:
+named edge cases, integer-valued inputs bit for bit, the real shapes of bench/shapes/conv1d.txt,
+and PyTorch as a second opinion on random configurations."""
+import os
+
+import numpy as np
+import pytest
+
+import reference as ref
+from cnnkit import _core
+from cnnkit import functional as F
+from helpers import assert_exact, assert_scaled_close, exact_ints, needs_torch, randn, torch
+
+SHAPES = os.path.join(os.path.dirname(__file__), "..", "bench", "shapes", "conv1d.txt")
+
+
+class Conv1d:
+    """One conv1d configuration: x (N, C, L), weight (OC, C, K); padding an int, "same",
+    "valid" or (left, right) (through _core, which functional cannot express)."""
+
+    def __init__(self, x_shape, oc, k, stride=1, padding=0, dilation=1):
+        self.x_shape, self.oc, self.k = x_shape, oc, k
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        if padding == "valid":
+            self.pads = (0, 0)
+        elif padding == "same":
+            L = x_shape[2]
+            total = max((-(-L // stride) - 1) * stride + dilation * (k - 1) + 1 - L, 0)
+            self.pads = (total // 2, total - total // 2)
+        else:
+            self.pads = padding if isinstance(padding, tuple) else (padding, padding)
+
+    def forward(self, x, w, b, path="api"):
+        if path == "ref" or isinstance(self.padding, tuple):
+            return _core.conv1d_forward(x, w, b, self.stride, self.pads, self.dilation,
+                                        ref=path == "ref")
+        return F.conv1d(x, w, b, self.stride, self.padding, self.dilation)
+
+    def backward(self, dy, x, w, path="api", need=(True, True, True)):
+        if path == "ref" or isinstance(self.padding, tuple):
+            return _core.conv1d_backward(dy, x, w, self.stride, self.pads, self.dilation, *need,
+                                         ref=path == "ref")
+        return F.conv1d_backward(dy, x, w, self.stride, self.padding, self.dilation,
+                                 input_grad=need[0], weight_grad=need[1], bias_grad=need[2])
+
+    def reference(self, x, w, b):
+        return ref.conv1d(x, w, b, self.stride, self.pads, self.dilation)
+
+    def reference_backward(self, dy, x, w):
+        return ref.conv1d_backward(dy, x, w, self.stride, self.pads, self.dilation)
+
+    def inputs(self, rng, make):
+        x = make(rng, *self.x_shape)
+        w, b = make(rng, self.oc, self.x_shape[1], self.k), make(rng, self.oc)
+        return x, w, b, make(rng, *self.reference(x, w, b).shape)
+
+
+def check_conv1d(conv, rng, exact=False, path="api", need=(True, True, True)):
+    """Forward and the requested gradients against the reference: bit for bit on integer
+    inputs, else within 1e-5 of the same computation on absolute values."""
+    x, w, b, dy = conv.inputs(rng, exact_ints if exact else randn)
+    y = conv.forward(x, w, b, path)
+    if exact:
+        assert_exact(y, conv.reference(x, w, b), "y")
+    else:
+        assert_scaled_close(y, conv.reference(x, w, b), conv.reference(abs(x), abs(w), abs(b)),
+                            what="y")
+    grads = conv.backward(dy, x, w, path, need)
+    wants = conv.reference_backward(dy, x, w)
+    scales = conv.reference_backward(abs(dy), abs(x), abs(w))
+    for name, got, want, scale, needed in zip(("dx", "dw", "db"), grads, wants, scales, need):
+        if not needed:
+            assert got is None, f"{name} computed though not asked for"
+        elif exact:
+            assert_exact(got, want, name)
+        else:
+            assert_scaled_close(got, want, scale, what=name)
+
+
+CASES = {
+    "k3_pad1": Conv1d((2, 4, 20), 5, 3, 1, 1),
+    "k5_pad2": Conv1d((2, 4, 33), 6, 5, 1, 2),
+    "valid": Conv1d((2, 3, 17), 4, 4, 1, "valid"),
+    "same_even_kernel": Conv1d((2, 3, 17), 4, 4, 1, "same"),
+    "same_stride2": Conv1d((2, 3, 17), 4, 3, 2, "same"),
+    "stride3": Conv1d((2, 3, 25), 4, 3, 3, 1),
+    "dilated": Conv1d((2, 3, 30), 4, 3, 1, 2, 3),
+    "dilated_stride2": Conv1d((1, 2, 31), 3, 4, 2, 3, 2),
+    "asym_pad": Conv1d((2, 3, 14), 4, 3, 1, (0, 2)),
+    "pointwise": Conv1d((3, 7, 19), 5, 1),
+    "pointwise_stride2": Conv1d((3, 7, 19), 5, 1, 2),
+    "c1": Conv1d((3, 1, 40), 4, 5, 1, 2),
+    "n1_c13": Conv1d((1, 13, 21), 7, 3, 1, 1),
+    "kernel_equals_padded_input": Conv1d((2, 3, 5), 4, 9, 1, 2),
+    "long_signal": Conv1d((2, 3, 300), 4, 7, 1, 3),
+    "batch10": Conv1d((10, 2, 12), 3, 3, 1, 1),
+    "c32_same": Conv1d((2, 32, 19), 5, 4, 1, "same"),  # dx through the rotated kernel
+    "c16_dilated": Conv1d((2, 16, 40), 8, 3, 1, 2, 2),  # dw from the channels-last signal
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_conv1d_random(name, rng):
+    check_conv1d(CASES[name], rng)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_conv1d_exact_ints(name, rng):
+    check_conv1d(CASES[name], rng, exact=True)
+
+
+@pytest.mark.parametrize("name", ["k3_pad1", "asym_pad", "dilated_stride2"])
+def test_conv1d_ref_path(name, rng):
+    check_conv1d(CASES[name], rng, exact=True, path="ref")
+
+
+@pytest.mark.parametrize("need", [(True, False, False), (False, True, False),
+                                  (False, False, True), (False, True, True)])
+def test_conv1d_gradient_subsets(need, rng):
+    check_conv1d(CASES["k5_pad2"], rng, exact=True, need=need)
+
+
+def real_shapes():
+    rows = []
+    with open(SHAPES) as f:
+        for line in f:
+            tok = line.split("#")[0].split()
+            if tok:
+                rows.append((tok[0], [int(t) for t in tok[1:]]))
+    return rows
+
+
+REAL = real_shapes()
+
+
+@pytest.mark.parametrize("name,sizes", REAL, ids=[r[0] for r in REAL])
+def test_conv1d_real_shapes(name, sizes, rng):
+    N, C, L, OC, K, S, P = sizes
+    check_conv1d(Conv1d((2, C, L), OC, K, S, P), rng)
+
+
+def test_conv1d_empty_batch(rng):
+    conv = Conv1d((0, 3, 10), 4, 3, 1, 1)
+    x, w = randn(rng, 0, 3, 10), randn(rng, 4, 3, 3)
+    y = conv.forward(x, w, None)
+    assert y.shape == (0, 4, 10)
+    dx, dw, db = conv.backward(y, x, w)
+    assert dx.shape == (0, 3, 10)
+    assert_exact(dw, np.zeros(w.shape))
+    assert_exact(db, np.zeros(4))
+
+
+def test_conv1d_nan_propagates(rng):
+    conv = CASES["k3_pad1"]
+    x, w, b, dy = conv.inputs(rng, randn)
+    x[1, 2, 7] = np.nan
+    y = conv.forward(x, w, b)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(conv.reference(x, w, b)))
+    assert np.isnan(y).any()
+
+
+@needs_torch
+@pytest.mark.parametrize("seed", range(60))
+def test_conv1d_vs_torch(seed):
+    rng = np.random.default_rng(5000 + seed)
+    k, s = int(rng.integers(1, 8)), int(rng.integers(1, 4))
+    d = int(rng.integers(1, 3)) if rng.random() < 0.4 else 1
+    padding = [int(rng.integers(0, 4)), "same", "valid",
+               (int(rng.integers(0, 4)), int(rng.integers(0, 4)))][rng.integers(0, 4)]
+    L = int(rng.integers(d * (k - 1) + 1, d * (k - 1) + 40))
+    conv = Conv1d((int(rng.integers(1, 4)), int(rng.integers(1, 10)), L),
+                  int(rng.integers(1, 10)), k, s, padding, d)
+    x, w, b, dy = conv.inputs(rng, randn)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv1d(torch.nn.functional.pad(tx, conv.pads), tw, tb, stride=s,
+                                    dilation=d)
+    ty.backward(torch.tensor(dy))
+    what = vars(conv)
+    assert_scaled_close(conv.forward(x, w, b), ty.detach().numpy(),
+                        conv.reference(abs(x), abs(w), abs(b)), rtol=1e-4, what=f"y {what}")
+    scales = conv.reference_backward(abs(dy), abs(x), abs(w))
+    for name, got, t, sc in zip(("dx", "dw", "db"), conv.backward(dy, x, w), (tx, tw, tb),
+                                scales):
+        assert_scaled_close(got, t.grad.numpy(), sc, rtol=1e-4, what=f"{name} {what}")

@@ -1,0 +1,345 @@
+"""conv2d forward and every gradient against the float64 references (tests/reference.py): named
+edge cases (one helper, parametrized), integer-valued inputs bit for bit, the real shapes of
+bench/shapes/conv2d.txt, thread-count independence, and PyTorch as a second opinion on random
+configurations."""
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+import cnnkit
+import reference as ref
+from cnnkit import _core
+from cnnkit import functional as F
+from helpers import (assert_exact, assert_scaled_close, exact_ints, needs_torch, randn, torch)
+
+SHAPES = os.path.join(os.path.dirname(__file__), "..", "bench", "shapes", "conv2d.txt")
+BENCH = os.path.join(os.path.dirname(__file__), "..", "build", "bench", "bench_conv2d")
+
+
+def pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def resolve_pads(padding, hw, kernel, stride, dilation):
+    """(top, bottom, left, right) from padding as functional.conv2d takes it, or already per
+    side; "same" by TensorFlow's rule for any stride: out = ceil(in / stride), odd pad last."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        pads = []
+        for size, k, s, d in zip(hw, kernel, stride, dilation):
+            total = max((-(-size // s) - 1) * s + d * (k - 1) + 1 - size, 0)
+            pads += [total // 2, total - total // 2]
+        return tuple(pads)
+    if isinstance(padding, tuple) and len(padding) == 4:
+        return padding
+    ph, pw = pair(padding)
+    return (ph, ph, pw, pw)
+
+
+class Conv:
+    """One convolution configuration and its calls: path "api" goes through
+    cnnkit.functional (per-side padding, which functional cannot express, through _core),
+    "ref" through the direct C++ loops (_core with ref=True)."""
+
+    def __init__(self, x_shape, oc, kernel, stride=1, padding=0, dilation=1):
+        self.x_shape, self.oc, self.kernel = x_shape, oc, kernel
+        self.stride, self.dilation, self.padding = pair(stride), pair(dilation), padding
+        self.pads = resolve_pads(padding, x_shape[2:], kernel, self.stride, self.dilation)
+        self.w_shape = (oc, x_shape[1]) + tuple(kernel)
+
+    def _via_core(self, path):
+        return path == "ref" or (isinstance(self.padding, tuple) and len(self.padding) == 4)
+
+    def forward(self, x, w, b, path="api"):
+        if self._via_core(path):
+            return _core.conv2d_forward(x, w, b, self.stride, self.pads, self.dilation,
+                                        ref=path == "ref")
+        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation)
+
+    def backward(self, dy, x, w, path="api", need=(True, True, True)):
+        if self._via_core(path):
+            return _core.conv2d_backward(dy, x, w, self.stride, self.pads, self.dilation, *need,
+                                         ref=path == "ref")
+        return F.conv2d_backward(dy, x, w, self.stride, self.padding, self.dilation,
+                                 input_grad=need[0], weight_grad=need[1], bias_grad=need[2])
+
+    def reference(self, x, w, b):
+        return ref.conv2d(x, w, b, self.stride, self.pads, self.dilation)
+
+    def reference_backward(self, dy, x, w):
+        return ref.conv2d_backward(dy, x, w, self.stride, self.pads, self.dilation)
+
+    def inputs(self, rng, make):
+        x, w, b = make(rng, *self.x_shape), make(rng, *self.w_shape), make(rng, self.oc)
+        dy = make(rng, *self.reference(x, w, b).shape)
+        return x, w, b, dy
+
+
+def check_conv(conv, rng, exact=False, path="api", need=(True, True, True), rtol=1e-5):
+    """Forward and the requested gradients against the float64 reference: bit for bit on
+    integer-valued inputs, else within rtol of conv(|x|, |w|) (the size of the summed terms)."""
+    x, w, b, dy = conv.inputs(rng, exact_ints if exact else randn)
+    y = conv.forward(x, w, b, path)
+    want = conv.reference(x, w, b)
+    if exact:
+        assert_exact(y, want, "y")
+    else:
+        assert_scaled_close(y, want, conv.reference(abs(x), abs(w), abs(b)), rtol=rtol, what="y")
+    grads = conv.backward(dy, x, w, path, need)
+    wants = conv.reference_backward(dy, x, w)
+    scales = conv.reference_backward(abs(dy), abs(x), abs(w))
+    for name, got, want, scale, needed in zip(("dx", "dw", "db"), grads, wants, scales, need):
+        if not needed:
+            assert got is None, f"{name} computed though not asked for"
+        elif exact:
+            assert_exact(got, want, name)
+        else:
+            assert_scaled_close(got, want, scale, rtol=rtol, what=name)
+    return y, grads
+
+
+# name: Conv(x shape (N, C, H, W), OC, kernel, stride, padding, dilation); padding is an int,
+# a pair, "same", "valid", or (top, bottom, left, right).
+CASES = {
+    "plain_3x3": Conv((2, 3, 8, 9), 4, (3, 3)),
+    "padded_3x3": Conv((2, 3, 8, 9), 4, (3, 3), 1, 1),
+    "stride2_padded": Conv((2, 4, 9, 10), 5, (3, 3), 2, 1),
+    "stride3x2_rect": Conv((1, 2, 11, 10), 3, (3, 2), (3, 2), (1, 0)),
+    "pointwise": Conv((2, 7, 5, 6), 9, (1, 1)),
+    "pointwise_stride2": Conv((2, 7, 5, 6), 9, (1, 1), 2),
+    "pointwise_padded": Conv((2, 7, 5, 6), 9, (1, 1), 1, 1),
+    "pointwise_stride2_padded": Conv((2, 7, 5, 6), 3, (1, 1), 2, (1, 2)),
+    "pointwise_dilated": Conv((2, 5, 6, 6), 4, (1, 1), 1, 0, 3),
+    "asym_pad": Conv((2, 3, 7, 8), 4, (3, 3), 1, (0, 2, 1, 0)),
+    "asym_pad_stride2": Conv((2, 3, 9, 8), 4, (3, 2), 2, (2, 0, 0, 1)),
+    "same_even_kernel": Conv((2, 3, 7, 8), 4, (4, 2), 1, "same"),
+    "same_stride2": Conv((2, 3, 9, 10), 4, (3, 3), 2, "same"),
+    "same_stride3_dilated": Conv((1, 2, 13, 11), 3, (2, 3), 3, "same", 2),
+    "valid": Conv((2, 3, 7, 8), 4, (3, 2), 1, "valid"),
+    "valid_stride2": Conv((2, 3, 7, 8), 4, (3, 3), 2, "valid"),
+    "dilated": Conv((2, 3, 11, 12), 4, (3, 3), 1, 2, 2),
+    "dilated_rect": Conv((1, 2, 12, 13), 3, (2, 3), 1, (1, 2), (3, 2)),
+    "dilated_stride2": Conv((2, 3, 13, 12), 4, (3, 3), 2, 1, 2),
+    "kernel_1x5": Conv((2, 3, 6, 12), 4, (1, 5), 1, (0, 2)),
+    "kernel_5x1": Conv((2, 3, 12, 6), 4, (5, 1), 1, (2, 0)),
+    "odd_sizes": Conv((3, 5, 13, 7), 11, (3, 3), 1, 1),
+    "n1": Conv((1, 4, 9, 9), 6, (3, 3), 1, 1),
+    "c1": Conv((3, 1, 10, 9), 6, (5, 5), 1, 2),
+    "oc1": Conv((2, 4, 8, 8), 1, (3, 3), 1, 1),
+    "c3_oc7": Conv((2, 3, 9, 9), 7, (3, 3), 1, 1),
+    "c13_oc13": Conv((2, 13, 7, 7), 13, (3, 3), 1, 1),
+    "kernel_equals_padded_input": Conv((2, 3, 4, 5), 4, (6, 7), 1, 1),
+    "kernel_equals_input": Conv((2, 3, 5, 5), 4, (5, 5)),
+    "pad_beyond_kernel": Conv((2, 2, 4, 4), 3, (3, 3), 1, 3),
+    "pixel_input": Conv((2, 3, 1, 1), 4, (1, 1)),
+    "wide_rows": Conv((2, 2, 3, 70), 5, (3, 3), 1, 1),
+    "narrow_rows": Conv((3, 2, 9, 3), 4, (2, 2)),
+    "deep_k": Conv((2, 40, 6, 6), 20, (3, 3), 1, 1),
+    "stride4_k11": Conv((1, 3, 35, 35), 8, (11, 11), 4, 2),
+    "batch9": Conv((9, 3, 6, 6), 5, (3, 3), 1, 1),
+    # C >= 32 at stride 1: dx through the rotated kernel; C % 8 == 0: dw from the image made
+    # channels-last (C = 24, 40: a 16-row panel spans two taps).
+    "rotated_same_even_kernel": Conv((2, 32, 7, 8), 5, (4, 2), 1, "same"),
+    "rotated_dilated_asym": Conv((1, 32, 9, 10), 3, (3, 3), 1, (1, 2, 2, 0), 2),
+    "c32_pad_beyond_kernel": Conv((1, 32, 5, 5), 4, (3, 3), 1, 3),
+    "channels_last_c24_stride2_dilated": Conv((2, 24, 11, 10), 6, (3, 3), 2, 1, (2, 1)),
+    "channels_last_c8_wide": Conv((2, 8, 4, 37), 5, (3, 5), 1, (1, 2)),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_conv2d_random(name, rng):
+    check_conv(CASES[name], rng)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_conv2d_exact_ints(name, rng):
+    check_conv(CASES[name], rng, exact=True)
+
+
+@pytest.mark.parametrize("name", ["padded_3x3", "stride2_padded", "asym_pad", "pointwise",
+                                  "dilated_rect", "batch9"])
+def test_conv2d_ref_path(name, rng):
+    check_conv(CASES[name], rng, exact=True, path="ref")
+
+
+SUBSETS = [(True, False, False), (False, True, False), (False, False, True),
+           (True, True, False), (False, True, True), (True, False, True), (False, False, False)]
+
+
+@pytest.mark.parametrize("need", SUBSETS, ids=lambda n: "+".join(
+    g for g, k in zip(("dx", "dw", "db"), n) if k) or "none")
+@pytest.mark.parametrize("name", ["padded_3x3", "stride2_padded", "pointwise", "batch9"])
+def test_conv2d_gradient_subsets(name, need, rng):
+    # Each subset is exact and equals the same gradient computed together with the others.
+    conv = CASES[name]
+    check_conv(conv, rng, exact=True, need=need)
+    x, w, b, dy = conv.inputs(rng, randn)
+    full = conv.backward(dy, x, w)
+    part = conv.backward(dy, x, w, need=need)
+    for got, whole, needed in zip(part, full, need):
+        assert (got is None) != needed
+        if needed:
+            assert_exact(got, whole)
+
+
+def read_shapes(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            tok = line.split("#")[0].split()
+            if tok:
+                rows.append((tok[0], [int(t) for t in tok[1:]]))
+    return rows
+
+
+REAL = read_shapes(SHAPES)
+
+
+@pytest.mark.parametrize("name,sizes", REAL, ids=[r[0] for r in REAL])
+def test_conv2d_real_shapes(name, sizes, rng):
+    N, C, H, W, OC, KH, KW, SH, SW, PH, PW = sizes
+    conv = Conv((min(N, 2 if H * W * C <= 64 * 32 * 32 else 1), C, H, W), OC, (KH, KW),
+                (SH, SW), (PH, PW))
+    check_conv(conv, rng)
+
+
+def test_conv2d_same_output_size():
+    for size, k, s, d in [(7, 4, 1, 1), (9, 3, 2, 1), (10, 3, 3, 2), (5, 6, 4, 1), (1, 3, 2, 1)]:
+        x = np.zeros((1, 1, size, size + 1), np.float32)
+        w = np.zeros((1, 1, k, k), np.float32)
+        y = F.conv2d(x, w, stride=s, padding="same", dilation=d)
+        assert y.shape[2:] == (-(-size // s), -(-(size + 1) // s))
+
+
+def test_conv2d_empty_batch(rng):
+    conv = Conv((0, 3, 6, 7), 4, (3, 3), 1, 1)
+    x, w = randn(rng, 0, 3, 6, 7), randn(rng, 4, 3, 3, 3)
+    y = conv.forward(x, w, randn(rng, 4))
+    assert y.shape == (0, 4, 6, 7)
+    dx, dw, db = conv.backward(y, x, w)
+    assert dx.shape == (0, 3, 6, 7)
+    assert_exact(dw, np.zeros(w.shape))
+    assert_exact(db, np.zeros(4))
+
+
+def test_conv2d_noncontiguous_and_float64(rng):
+    conv = CASES["stride2_padded"]
+    x, w, b, dy = conv.inputs(rng, randn)
+    y = conv.forward(x, w, b)
+    grads = conv.backward(dy, x, w)
+    # Strided views and float64 copies of the same values give the same bits.
+    xs = np.zeros(x.shape[:3] + (2 * x.shape[3],), np.float32)[..., ::2]
+    xs[...] = x
+    wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    assert not xs.flags.c_contiguous and not wt.flags.c_contiguous
+    for xv, wv, bv, dyv in [(xs, wt, b, dy), (x.astype(np.float64), w.astype(np.float64),
+                                              b.astype(np.float64), dy.astype(np.float64))]:
+        assert_exact(conv.forward(xv, wv, bv), y)
+        for got, want in zip(conv.backward(dyv, xv, wv), grads):
+            assert_exact(got, want)
+
+
+@pytest.fixture
+def threads():
+    old = cnnkit.get_num_threads()
+    yield cnnkit.set_num_threads
+    cnnkit.set_num_threads(old)
+
+
+# Large enough for 2 threads: many small images (whole images per thread), one large image
+# (the GEMM's threads), a batch not divisible by the weight-gradient groups, the col2im and
+# rotated input-gradient paths.
+THREADED = {
+    "many_small_images": Conv((16, 8, 12, 12), 8, (3, 3), 1, 1),
+    "one_large_image": Conv((1, 16, 40, 40), 16, (3, 3), 1, 1),
+    "batch11_pointwise": Conv((11, 32, 10, 10), 16, (1, 1)),
+    "strided_col2im": Conv((6, 16, 20, 20), 24, (3, 3), 2, 1),
+    "rotated": Conv((4, 32, 12, 12), 16, (3, 3), 1, 1),
+}
+
+
+@pytest.mark.parametrize("name", THREADED)
+def test_conv2d_same_bits_for_1_and_2_threads(name, rng, threads):
+    conv = THREADED[name]
+    x, w, b, dy = conv.inputs(rng, randn)
+    results = []
+    for n in (1, 2):
+        threads(n)
+        results.append([conv.forward(x, w, b)] + list(conv.backward(dy, x, w)))
+    for one, two, what in zip(*results, ("y", "dx", "dw", "db")):
+        assert_exact(two, one, what)
+
+
+def test_conv2d_nan_propagates(rng):
+    conv = CASES["padded_3x3"]
+    x, w, b, dy = conv.inputs(rng, randn)
+    x[1, 2, 4, 5] = np.nan
+    dy[0, 1, 3, 3] = np.nan
+    y = conv.forward(x, w, b)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(conv.reference(x, w, b)))
+    assert np.isnan(y).any()
+    for got, want in zip(conv.backward(dy, x, w), conv.reference_backward(dy, x, w)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert np.isnan(got).any()
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,match", [
+    ((1, 3, 4, 4), (2, 3, 6, 6), {}, "larger than the padded input"),
+    ((1, 3, 4, 4), (2, 4, 3, 3), {}, "channels"),
+    ((1, 3, 4, 4), (2, 3, 3, 3), {"stride": 0}, "stride"),
+    ((1, 3, 4, 4), (2, 3, 3, 3), {"padding": -1}, "padding"),
+    ((3, 4, 4), (2, 3, 3, 3), {}, "input"),
+])
+def test_conv2d_bad_shapes_raise(x_shape, w_shape, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        F.conv2d(np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32), **kwargs)
+
+
+def random_config(rng):
+    """A small random conv2d: random sizes, KH != KW, stride, dilation, and padding as an int,
+    a pair, "same" (asymmetric when the total is odd), "valid" or explicit per side."""
+    KH, KW = rng.choice(np.arange(1, 6), size=2, replace=False)
+    SH, SW = rng.integers(1, 4, size=2)
+    DH, DW = rng.integers(1, 3, size=2) if rng.random() < 0.4 else (1, 1)
+    kind = rng.integers(0, 5)
+    padding = [int(rng.integers(0, 3)), (int(rng.integers(0, 3)), int(rng.integers(0, 3))),
+               "same", "valid", tuple(int(p) for p in rng.integers(0, 4, size=4))][kind]
+    N, C, OC = int(rng.integers(1, 4)), int(rng.integers(1, 10)), int(rng.integers(1, 10))
+    # Input at least as large as the dilated kernel, so every configuration is valid.
+    H = int(rng.integers(DH * (KH - 1) + 1, DH * (KH - 1) + 12))
+    W = int(rng.integers(DW * (KW - 1) + 1, DW * (KW - 1) + 12))
+    return Conv((N, C, H, W), OC, (int(KH), int(KW)), (int(SH), int(SW)), padding,
+                (int(DH), int(DW)))
+
+
+@needs_torch
+@pytest.mark.parametrize("seed", range(200))
+def test_conv2d_vs_torch(seed):
+    rng = np.random.default_rng(1000 + seed)
+    conv = random_config(rng)
+    x, w, b, dy = conv.inputs(rng, randn)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    PT, PB, PL, PR = conv.pads
+    ty = torch.nn.functional.conv2d(torch.nn.functional.pad(tx, (PL, PR, PT, PB)), tw, tb,
+                                    stride=conv.stride, dilation=conv.dilation)
+    ty.backward(torch.tensor(dy))
+    y = conv.forward(x, w, b)
+    scale = conv.reference(abs(x), abs(w), abs(b))
+    assert_scaled_close(y, ty.detach().numpy(), scale, rtol=1e-4, what=f"y {vars(conv)}")
+    scales = conv.reference_backward(abs(dy), abs(x), abs(w))
+    for name, got, t, s in zip(("dx", "dw", "db"), conv.backward(dy, x, w), (tx, tw, tb), scales):
+        assert_scaled_close(got, t.grad.numpy(), s, rtol=1e-4, what=f"{name} {vars(conv)}")
+
+
+@pytest.mark.skipif(not os.path.exists(BENCH), reason="C++ benchmarks not built "
+                    "(cmake -DCNNKIT_BUILD_BENCH=ON)")
+def test_im2col_packs_every_width_and_tier():
+    # The GEMM of one tier asks for one panel width; bench_conv2d checks every pack (portable,
+    # AVX2, AVX-512 where they run) at widths 1 .. 64 and odd sub-ranges against im2col.
+    r = subprocess.run([BENCH, "--filter", "no shape has this name"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
