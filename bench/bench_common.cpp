@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "kernels/simd.hpp"
+#include "peak_isa.hpp"
 #include "parallel.hpp"
 
 #ifndef CNNKIT_BENCH_SHAPES_DIR
@@ -96,6 +97,27 @@ double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
     size = std::max(size, static_cast<double>(std::fabs(b[i])));
   }
   return a.size() == b.size() ? diff / size : INFINITY;
+}
+
+double fma_peak_gflops(int threads, cnnkit::SimdTier isa) {
+  const bool wide = isa == cnnkit::SimdTier::avx512;
+  const cnnkit::SimdTier need = wide ? cnnkit::SimdTier::avx512 : cnnkit::SimdTier::avx2;
+  if (!cnnkit::simd_tier_supported(need)) return 0.0;
+  const int64_t iters = wide ? 10'000'000 : 20'000'000;  // ~0.05-0.1 s per run
+  const double flops_per_iter = wide ? 2.0 * 16 * 16 : 2.0 * 8 * 12;
+  std::vector<double> runs;
+  volatile float sink = 0.0f;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    { sink = sink + (wide ? fma_chains__avx512(iters) : fma_chains__avx2(iters)); }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    runs.push_back(flops_per_iter * iters * threads / s * 1e-9);
+  }
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
 }
 
 void print_header(const char* what, const Args& args, double peak) {

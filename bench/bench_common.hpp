@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/simd.hpp"
+
 namespace bench {
 
 struct Args {
@@ -24,10 +26,10 @@ std::vector<std::vector<std::string>> read_shapes(const Args& args, const std::s
 // Median wall time in milliseconds of f() over repeated runs, after one warm-up run.
 double median_ms(const std::function<void()>& f, int reps);
 
-// FP32 FMA peak of `threads` threads in GFLOP/s, measured now: 12 independent 8-wide FMA
-// chains per thread (2 flops per lane per FMA), the median of a few short runs. 0 when this
-// CPU lacks AVX2+FMA.
-double fma_peak_gflops(int threads);
+// FP32 FMA peak of `threads` threads in GFLOP/s at the vector width of `isa` (avx2: 8 lanes,
+// avx512: 16; ref and portable are held to the avx2 peak), measured now: independent FMA
+// chains per thread, the median of 5 short runs. 0 when this CPU lacks the ISA.
+double fma_peak_gflops(int threads, cnnkit::SimdTier isa = cnnkit::SimdTier::avx2);
 
 std::vector<float> random_floats(std::size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f);
 

@@ -6,7 +6,6 @@
 // Forward+backward counts 3x the forward FLOPs. Before the shapes, every im2col pack is checked
 // against the materialised im2col.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -16,7 +15,6 @@
 #include <vector>
 
 #include "bench_common.hpp"
-#include "peak_avx512.hpp"
 #include "common.hpp"
 #include "kernels/im2col.hpp"
 #include "ops/conv1d.hpp"
@@ -121,27 +119,6 @@ int check_packs() {
   return failures;
 }
 
-// bench::fma_peak_gflops with 512-bit FMAs (as bench_gemm measures it): the avx512 tier's
-// peak, median of 5 runs; 0 where the tier is not supported.
-double fma512_peak_gflops(int threads) {
-  if (!cnnkit::simd_tier_supported(cnnkit::SimdTier::avx512)) return 0.0;
-  const int64_t iters = 10'000'000;
-  std::vector<double> runs;
-  volatile float sink = 0.0f;
-  for (int r = 0; r < 5; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    { sink = sink + bench::fma_chains__avx512(iters); }
-    const double sec =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    runs.push_back(2.0 * 16 * 16 * iters * threads / sec * 1e-9);
-  }
-  std::sort(runs.begin(), runs.end());
-  return runs[runs.size() / 2];
-}
-
 struct Case {
   std::string name;
   Conv2dShape s;
@@ -208,8 +185,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const bool wide = cnnkit::active_simd_tier() == cnnkit::SimdTier::avx512;
-  const double peak =
-      wide ? fma512_peak_gflops(args.threads) : bench::fma_peak_gflops(args.threads);
+  const double peak = bench::fma_peak_gflops(args.threads, cnnkit::active_simd_tier());
   bench::print_header(wide ? "conv2d / conv1d (packs checked; peak: 512-bit FMAs)"
                            : "conv2d / conv1d (packs checked; peak: 256-bit FMAs)",
                       args, peak);

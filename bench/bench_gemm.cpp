@@ -4,7 +4,6 @@
 //   bench_gemm [--threads N] [--reps R] [--filter NAME] [--tier ref|portable|avx2|avx512]
 //              [--mc MC] [--kc KC] [--nc NC]     (block sizes override the tier's, for tuning)
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -13,34 +12,9 @@
 #include "bench_common.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/simd.hpp"
-#include "peak_avx512.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace {
-
-// bench::fma_peak_gflops with 512-bit FMAs (the avx512 tier's peak): GFLOP/s of `threads`
-// threads, median of 5 runs; 0 when the avx512 tier is not supported here.
-double fma512_peak_gflops(int threads) {
-  if (!cnnkit::simd_tier_supported(cnnkit::SimdTier::avx512)) return 0.0;
-  const int64_t iters = 10'000'000;  // ~0.05 s per run
-  std::vector<double> runs;
-  volatile float sink = 0.0f;
-  for (int r = 0; r < 5; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    { sink = sink + bench::fma_chains__avx512(iters); }
-    const double sec =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    runs.push_back(2.0 * 16 * 16 * iters * threads / sec * 1e-9);
-  }
-  std::sort(runs.begin(), runs.end());
-  return runs[runs.size() / 2];
-}
 
 struct GemmArgs {
   cnnkit::SimdTier tier = cnnkit::active_simd_tier();
@@ -122,8 +96,7 @@ int main(int argc, char** argv) {
     if (g.nc > 0) kernel.NC = g.nc;
   }
   // The peak of the vector width the tier uses: 512-bit FMAs for avx512, 256-bit otherwise.
-  const double peak = g.tier == cnnkit::SimdTier::avx512 ? fma512_peak_gflops(args.threads)
-                                                         : bench::fma_peak_gflops(args.threads);
+  const double peak = bench::fma_peak_gflops(args.threads, g.tier);
   const std::string what = std::string("gemm --tier ") + cnnkit::simd_tier_name(g.tier) +
                           (g.tier == cnnkit::SimdTier::avx512 ? " (peak: 512-bit FMAs)"
                                                               : " (peak: 256-bit FMAs)");

@@ -12,7 +12,7 @@ using namespace cnnkit;
 
 int main(int argc, char** argv) {
   bench::Args args = bench::parse_args(argc, argv);
-  bench::print_header("pool", args, bench::fma_peak_gflops(args.threads));
+  bench::print_header("pool", args, bench::fma_peak_gflops(args.threads, cnnkit::active_simd_tier()));
   std::printf("%-18s %-9s %10s %10s %10s\n", "case", "op", "fwd ms", "fwd+bwd ms", "fwd GB/s");
   int failures = 0;
   for (const auto& row : bench::read_shapes(args, "pool.txt")) {

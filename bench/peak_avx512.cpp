@@ -3,7 +3,7 @@
 // throughput alone. Built with -mavx512f; intrinsics only, the timing lives in baseline code.
 #include <immintrin.h>
 
-#include "peak_avx512.hpp"
+#include "peak_isa.hpp"
 
 namespace bench {
 
