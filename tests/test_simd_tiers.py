@@ -10,7 +10,8 @@ import pytest
 
 from cnnkit import _core
 
-PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+# the directory holding the cnnkit package this test imported (installed or a dev build)
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(_core.__file__)))
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # Runs in the child: reports the tier and the worst scaled errors of linear and conv2d against
