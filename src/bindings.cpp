@@ -297,25 +297,33 @@ Pool2dShape pool_shape_from(const std::vector<int64_t>& in, bool one_d, const st
                               stride[1], pad[0], pad[1], pad[2], pad[3]);
 }
 
+// The SIMD tier a pooling binding runs: the active one, ref when ref=True, else the one named
+// by tier= (for the tier tests), which must be supported here.
+SimdTier pool_tier(bool ref, const std::optional<std::string>& tier, const std::string& op) {
+  if (ref) return SimdTier::ref;
+  if (!tier) return active_simd_tier();
+  const SimdTier t = parse_simd_tier(*tier);
+  if (!simd_tier_supported(t))
+    throw py::value_error(op + ": SIMD tier " + *tier + " is not supported on this CPU or build");
+  return t;
+}
+
 // out: None or (y, indices).
-py::tuple max_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d, bool ref,
+py::tuple max_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d, SimdTier tier,
                            py::handle out, const std::string& op) {
   const Shape oshape = pool_out_shape(s, one_d);
   FArray y = output<float>(out_item(out, 0, 2, op), oshape, op, "out[0]", {&x});
   auto idx = output<int64_t>(out_item(out, 1, 2, op), oshape, op, "out[1] (indices)", {&x});
   {
     py::gil_scoped_release nogil;
-    if (ref)
-      max_pool2d_forward__ref(y.mutable_data(), idx.mutable_data(), x.data(), s);
-    else
-      max_pool2d_forward(y.mutable_data(), idx.mutable_data(), x.data(), s);
+    max_pool2d_forward(tier, y.mutable_data(), idx.mutable_data(), x.data(), s);
   }
   return py::make_tuple(y, idx);
 }
 
 FArray max_pool_backward(py::handle grad_output, py::handle indices,
                          const std::vector<int64_t>& input_shape, const Pool2dShape& s,
-                         bool one_d, const std::string& op, py::handle out) {
+                         bool one_d, const std::string& op, py::handle out, SimdTier tier) {
   FArray dy = as_float(grad_output, op, "grad_output");
   expect_shape(dy, pool_out_shape(s, one_d), op, "grad_output");
   py::array ia = py::array::ensure(indices);
@@ -323,42 +331,41 @@ FArray max_pool_backward(py::handle grad_output, py::handle indices,
     throw py::type_error(op + ": indices must be an integer array from the forward pass");
   expect_shape(ia, pool_out_shape(s, one_d), op, "indices");
   LArray idx = LArray::ensure(ia);
-  const int64_t plane = s.H * s.W;
-  const int64_t* ip = idx.data();
-  for (py::ssize_t i = 0; i < idx.size(); ++i)
-    if (ip[i] < 0 || ip[i] >= plane)
-      throw py::value_error(op + ": indices must be in [0, " + std::to_string(plane) +
-                            ") (a position in the input plane), got " + std::to_string(ip[i]));
   FArray dx = input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy, &idx});
+  int64_t bad;
   {
     py::gil_scoped_release nogil;
-    max_pool2d_backward(dx.mutable_data(), dy.data(), idx.data(), s);
+    bad = max_pool2d_backward_checked(tier, dx.mutable_data(), dy.data(), idx.data(), s);
   }
+  // dx is left partly written: a fresh one is dropped, out= holds no result (as after any
+  // failed op)
+  if (bad >= 0)
+    throw py::value_error(op + ": indices must be in [0, " + std::to_string(s.H * s.W) +
+                          ") (a position in the input plane), got " +
+                          std::to_string(idx.data()[bad]));
   return dx;
 }
 
 FArray avg_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d,
-                        bool count_include_pad, bool ref, py::handle out, const std::string& op) {
+                        bool count_include_pad, SimdTier tier, py::handle out,
+                        const std::string& op) {
   FArray y = output<float>(out, pool_out_shape(s, one_d), op, "out", {&x});
   {
     py::gil_scoped_release nogil;
-    if (ref)
-      avg_pool2d_forward__ref(y.mutable_data(), x.data(), s, count_include_pad);
-    else
-      avg_pool2d_forward(y.mutable_data(), x.data(), s, count_include_pad);
+    avg_pool2d_forward(tier, y.mutable_data(), x.data(), s, count_include_pad);
   }
   return y;
 }
 
 FArray avg_pool_backward(py::handle grad_output, const std::vector<int64_t>& input_shape,
                          const Pool2dShape& s, bool one_d, bool count_include_pad,
-                         const std::string& op, py::handle out) {
+                         const std::string& op, py::handle out, SimdTier tier) {
   FArray dy = as_float(grad_output, op, "grad_output");
   expect_shape(dy, pool_out_shape(s, one_d), op, "grad_output");
   FArray dx = input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy});
   {
     py::gil_scoped_release nogil;
-    avg_pool2d_backward(dx.mutable_data(), dy.data(), s, count_include_pad);
+    avg_pool2d_backward(tier, dx.mutable_data(), dy.data(), s, count_include_pad);
   }
   return dx;
 }
@@ -579,80 +586,97 @@ PYBIND11_MODULE(_core, m) {
 
   // --- pooling: 2-D takes (kh, kw), (sh, sw), (top, bottom, left, right); 1-D takes k, s,
   // (left, right) ---------------------------------------------------------------------------
+  // tier= (a tier name) runs that SIMD tier instead of the active one: the tier tests' hook.
+  using OptTier = std::optional<std::string>;
   m.def(
       "max_pool2d_forward",
-      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool ref, py::handle out) {
-        FArray x = as_float(x_obj, "max_pool2d", "input");
-        return max_pool_forward(x, pool2d_checked(x, "max_pool2d", kernel, stride, pad), false,
-                                ref, out, "max_pool2d");
+      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool ref, py::handle out, OptTier tier) {
+        const std::string op = "max_pool2d";
+        FArray x = as_float(x_obj, op, "input");
+        return max_pool_forward(x, pool2d_checked(x, op, kernel, stride, pad), false,
+                                pool_tier(ref, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("ref") = false, py::arg("out") = py::none());
+      py::arg("ref") = false, py::arg("out") = py::none(), py::arg("tier") = py::none());
   m.def(
       "max_pool1d_forward",
-      [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, py::handle out) {
-        FArray x = as_float(x_obj, "max_pool1d", "input");
-        return max_pool_forward(x, pool1d_checked(x, "max_pool1d", kernel, stride, pad), true,
-                                false, out, "max_pool1d");
+      [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, py::handle out, OptTier tier) {
+        const std::string op = "max_pool1d";
+        FArray x = as_float(x_obj, op, "input");
+        return max_pool_forward(x, pool1d_checked(x, op, kernel, stride, pad), true,
+                                pool_tier(false, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("out") = py::none());
+      py::arg("out") = py::none(), py::arg("tier") = py::none());
   m.def(
       "max_pool2d_backward",
       [](py::handle dy, py::handle idx, std::vector<int64_t> in, I2 kernel, I2 stride, I4 pad,
-         py::handle out) {
-        Pool2dShape s = pool_shape_from(in, false, "max_pool2d_backward", kernel, stride, pad);
-        return max_pool_backward(dy, idx, in, s, false, "max_pool2d_backward", out);
+         py::handle out, OptTier tier) {
+        const std::string op = "max_pool2d_backward";
+        Pool2dShape s = pool_shape_from(in, false, op, kernel, stride, pad);
+        return max_pool_backward(dy, idx, in, s, false, op, out, pool_tier(false, tier, op));
       },
       py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size"),
-      py::arg("stride"), py::arg("padding"), py::arg("out") = py::none());
+      py::arg("stride"), py::arg("padding"), py::arg("out") = py::none(),
+      py::arg("tier") = py::none());
   m.def(
       "max_pool1d_backward",
       [](py::handle dy, py::handle idx, std::vector<int64_t> in, int64_t kernel, int64_t stride,
-         I2 pad, py::handle out) {
-        Pool2dShape s = pool_shape_from(in, true, "max_pool1d_backward", {1, kernel},
-                                        {1, stride}, {0, 0, pad[0], pad[1]});
-        return max_pool_backward(dy, idx, in, s, true, "max_pool1d_backward", out);
+         I2 pad, py::handle out, OptTier tier) {
+        const std::string op = "max_pool1d_backward";
+        Pool2dShape s = pool_shape_from(in, true, op, {1, kernel}, {1, stride},
+                                        {0, 0, pad[0], pad[1]});
+        return max_pool_backward(dy, idx, in, s, true, op, out, pool_tier(false, tier, op));
       },
       py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size"),
-      py::arg("stride"), py::arg("padding"), py::arg("out") = py::none());
+      py::arg("stride"), py::arg("padding"), py::arg("out") = py::none(),
+      py::arg("tier") = py::none());
   m.def(
       "avg_pool2d_forward",
-      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool cip, bool ref, py::handle out) {
-        FArray x = as_float(x_obj, "avg_pool2d", "input");
-        return avg_pool_forward(x, pool2d_checked(x, "avg_pool2d", kernel, stride, pad), false,
-                                cip, ref, out, "avg_pool2d");
+      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool cip, bool ref, py::handle out,
+         OptTier tier) {
+        const std::string op = "avg_pool2d";
+        FArray x = as_float(x_obj, op, "input");
+        return avg_pool_forward(x, pool2d_checked(x, op, kernel, stride, pad), false, cip,
+                                pool_tier(ref, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("count_include_pad"), py::arg("ref") = false, py::arg("out") = py::none());
+      py::arg("count_include_pad"), py::arg("ref") = false, py::arg("out") = py::none(),
+      py::arg("tier") = py::none());
   m.def(
       "avg_pool1d_forward",
-      [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, bool cip, py::handle out) {
-        FArray x = as_float(x_obj, "avg_pool1d", "input");
-        return avg_pool_forward(x, pool1d_checked(x, "avg_pool1d", kernel, stride, pad), true,
-                                cip, false, out, "avg_pool1d");
+      [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, bool cip, py::handle out,
+         OptTier tier) {
+        const std::string op = "avg_pool1d";
+        FArray x = as_float(x_obj, op, "input");
+        return avg_pool_forward(x, pool1d_checked(x, op, kernel, stride, pad), true, cip,
+                                pool_tier(false, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("count_include_pad"), py::arg("out") = py::none());
+      py::arg("count_include_pad"), py::arg("out") = py::none(), py::arg("tier") = py::none());
   m.def(
       "avg_pool2d_backward",
       [](py::handle dy, std::vector<int64_t> in, I2 kernel, I2 stride, I4 pad, bool cip,
-         py::handle out) {
-        Pool2dShape s = pool_shape_from(in, false, "avg_pool2d_backward", kernel, stride, pad);
-        return avg_pool_backward(dy, in, s, false, cip, "avg_pool2d_backward", out);
+         py::handle out, OptTier tier) {
+        const std::string op = "avg_pool2d_backward";
+        Pool2dShape s = pool_shape_from(in, false, op, kernel, stride, pad);
+        return avg_pool_backward(dy, in, s, false, cip, op, out, pool_tier(false, tier, op));
       },
       py::arg("grad_output"), py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"),
-      py::arg("padding"), py::arg("count_include_pad"), py::arg("out") = py::none());
+      py::arg("padding"), py::arg("count_include_pad"), py::arg("out") = py::none(),
+      py::arg("tier") = py::none());
   m.def(
       "avg_pool1d_backward",
       [](py::handle dy, std::vector<int64_t> in, int64_t kernel, int64_t stride, I2 pad,
-         bool cip, py::handle out) {
-        Pool2dShape s = pool_shape_from(in, true, "avg_pool1d_backward", {1, kernel},
-                                        {1, stride}, {0, 0, pad[0], pad[1]});
-        return avg_pool_backward(dy, in, s, true, cip, "avg_pool1d_backward", out);
+         bool cip, py::handle out, OptTier tier) {
+        const std::string op = "avg_pool1d_backward";
+        Pool2dShape s = pool_shape_from(in, true, op, {1, kernel}, {1, stride},
+                                        {0, 0, pad[0], pad[1]});
+        return avg_pool_backward(dy, in, s, true, cip, op, out, pool_tier(false, tier, op));
       },
       py::arg("grad_output"), py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"),
-      py::arg("padding"), py::arg("count_include_pad"), py::arg("out") = py::none());
+      py::arg("padding"), py::arg("count_include_pad"), py::arg("out") = py::none(),
+      py::arg("tier") = py::none());
   m.def(
       "global_avg_pool2d_forward",
       [](py::handle x_obj, py::handle out) {
