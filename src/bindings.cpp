@@ -467,6 +467,57 @@ Shape param_shape(py::handle param, const std::string& op) {
   return Shape(a.shape(), a.shape() + a.ndim());
 }
 
+// The batched optimizer steps (sgd_step_many, adam_step_many) take lists of tensors and only
+// the arrays the per-tensor steps would accept without converting anything: each a float32
+// C-contiguous numpy array of its parameter's shape (writable for the parameter and its
+// state), none overlapping another of its parameter's. plain_tensors checks one list.
+bool plain_tensors(py::handle list, size_t count, bool writable, std::vector<py::array>& out) {
+  if (!py::isinstance<py::list>(list) || py::len(list) != count) return false;
+  out.clear();
+  for (py::handle obj : py::reinterpret_borrow<py::list>(list)) {
+    if (!py::isinstance<py::array>(obj)) return false;
+    auto a = py::reinterpret_borrow<py::array>(obj);
+    if (!a.dtype().is(py::dtype::of<float>()) || !(a.flags() & py::array::c_style) ||
+        (writable && !a.writeable()))
+      return false;
+    out.push_back(a);
+  }
+  return true;
+}
+
+float* floats(py::array& a) { return static_cast<float*>(a.mutable_data()); }
+const float* const_floats(const py::array& a) { return static_cast<const float*>(a.data()); }
+
+bool same_shape(const py::array& a, const py::array& b) {
+  if (a.ndim() != b.ndim()) return false;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d)
+    if (a.shape(d) != b.shape(d)) return false;
+  return true;
+}
+
+// Tensor i of every list has the shape of shapes[i] (a tuple) and no two overlap.
+bool tensors_fit(py::handle shapes, const std::vector<std::vector<py::array>*>& lists) {
+  if (!py::isinstance<py::list>(shapes)) return false;
+  auto sl = py::reinterpret_borrow<py::list>(shapes);
+  const size_t count = lists[0]->size();
+  if (sl.size() != count) return false;
+  for (size_t i = 0; i < count; ++i) {
+    const py::array& p = (*lists[0])[i];
+    if (!py::isinstance<py::tuple>(sl[i])) return false;
+    auto shape = py::reinterpret_borrow<py::tuple>(sl[i]);
+    if (static_cast<py::ssize_t>(shape.size()) != p.ndim()) return false;
+    for (py::ssize_t d = 0; d < p.ndim(); ++d)
+      if (!py::isinstance<py::int_>(shape[d]) || shape[d].cast<py::ssize_t>() != p.shape(d))
+        return false;
+    for (size_t a = 0; a < lists.size(); ++a) {
+      if (!same_shape((*lists[a])[i], p)) return false;
+      for (size_t b = 0; b < a; ++b)
+        if (overlaps((*lists[a])[i], (*lists[b])[i])) return false;
+    }
+  }
+  return true;
+}
+
 // Predictions and targets of an elementwise loss: any shape, the same for both.
 std::pair<FArray, FArray> loss_inputs(py::handle x_obj, py::handle t_obj, const std::string& op) {
   FArray x = as_float(x_obj, op, "input");
@@ -957,6 +1008,62 @@ PYBIND11_MODULE(_core, m) {
       py::arg("param"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("grad"),
       py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
       py::arg("weight_decay"), py::arg("ref") = false);
+
+  // One call for all of an optimizer's parameters (Optimizer.step's common case): the same
+  // per-tensor ops in list order, so bit-identical to a sgd_step / adam_step call per tensor.
+  // Returns False, having changed nothing, unless every array is as plain_tensors describes
+  // and of the shape in `shapes` (a list of tuples); the caller then takes the per-tensor
+  // path, whose checks name what is wrong.
+  m.def(
+      "sgd_step_many",
+      [](py::handle params, py::handle bufs, py::handle grads, py::handle shapes, double lr,
+         double momentum, bool nesterov, double weight_decay, bool first) {
+        std::vector<py::array> p, b, g;
+        const size_t count = py::isinstance<py::list>(params) ? py::len(params) : 0;
+        const bool with_buf = momentum != 0.0;
+        if (!plain_tensors(params, count, true, p) || !plain_tensors(grads, count, false, g) ||
+            (with_buf && !plain_tensors(bufs, count, true, b)))
+          return false;
+        std::vector<std::vector<py::array>*> lists{&p, &g};
+        if (with_buf) lists.push_back(&b);
+        if (!tensors_fit(shapes, lists)) return false;
+        struct Sgd { float *p, *buf; const float* g; int64_t n; };
+        std::vector<Sgd> t(count);
+        for (size_t i = 0; i < count; ++i)
+          t[i] = {floats(p[i]), with_buf ? floats(b[i]) : nullptr, const_floats(g[i]), p[i].size()};
+        py::gil_scoped_release nogil;
+        for (const Sgd& x : t)
+          sgd_step(x.p, x.buf, x.g, x.n, lr, momentum, nesterov, weight_decay, first);
+        return true;
+      },
+      py::arg("params"), py::arg("momentum_buffers"), py::arg("grads"), py::arg("shapes"),
+      py::arg("lr"), py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"),
+      py::arg("first"));
+  m.def(
+      "adam_step_many",
+      [](py::handle params, py::handle exp_avgs, py::handle exp_avg_sqs, py::handle grads,
+         py::handle shapes, int64_t step, double lr, double beta1, double beta2, double eps,
+         double weight_decay) {
+        if (step < 1)
+          throw py::value_error("adam_step_many: step must be >= 1, got " + std::to_string(step));
+        std::vector<py::array> p, m1, m2, g;
+        const size_t count = py::isinstance<py::list>(params) ? py::len(params) : 0;
+        if (!plain_tensors(params, count, true, p) || !plain_tensors(grads, count, false, g) ||
+            !plain_tensors(exp_avgs, count, true, m1) ||
+            !plain_tensors(exp_avg_sqs, count, true, m2) || !tensors_fit(shapes, {&p, &g, &m1, &m2}))
+          return false;
+        struct Adam { float *p, *m, *v; const float* g; int64_t n; };
+        std::vector<Adam> t(count);
+        for (size_t i = 0; i < count; ++i)
+          t[i] = {floats(p[i]), floats(m1[i]), floats(m2[i]), const_floats(g[i]), p[i].size()};
+        py::gil_scoped_release nogil;
+        for (const Adam& x : t)
+          adam_step(x.p, x.m, x.v, x.g, x.n, lr, beta1, beta2, eps, weight_decay, step);
+        return true;
+      },
+      py::arg("params"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("grads"),
+      py::arg("shapes"), py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
+      py::arg("eps"), py::arg("weight_decay"));
 
   m.def(
       "softmax_xent_soft_forward",

@@ -101,13 +101,9 @@ class Sequential:
 
     def _trainable(self):
         """(params, grads) of trainable layers, in layer then key order."""
-        params, grads = [], []
-        for layer in self._layers:
-            if layer.trainable:
-                for key, p in layer.params.items():
-                    params.append(p)
-                    grads.append(layer.grads[key])
-        return params, grads
+        live = [layer for layer in self._layers if layer.trainable]
+        return ([p for layer in live for p in layer.params.values()],
+                [layer.grads[key] for layer in live for key in layer.params])
 
     def summary(self, print_fn=print):
         """Keras's table: layer (type), output shape with None for the batch, params; totals."""
