@@ -271,3 +271,27 @@ def test_terminate_on_nan_stops_training(rng, capsys):
               callbacks=[cnnkit.callbacks.TerminateOnNaN()])
     assert len(h.history["loss"]) == 1
     assert "nan" in capsys.readouterr().out.lower()
+
+
+def test_in_place_activation_gradients_change_no_result_and_no_caller_array(rng, monkeypatch):
+    """Inside a model an activation's backward overwrites the gradient array of the layer
+    above (scratch); results equal those without, and arrays the caller passed are kept."""
+    def build():
+        cnnkit.set_random_seed(5)
+        return cnnkit.Sequential([L.Linear(6, 5), L.ReLU(), L.Linear(5, 4), L.Tanh(), L.Dropout(0.5),
+                                  L.Sigmoid(), L.Linear(4, 3), L.ReLU()]).eval()
+    x = rng.standard_normal((7, 6)).astype(np.float32)
+    g = rng.standard_normal((7, 3)).astype(np.float32)
+    keep = g.copy()
+    m = build()
+    m.forward(x)
+    dx = m.backward(g)
+    np.testing.assert_array_equal(g, keep)  # the last layer got the caller's array: not scratch
+    assert m.layers[1]._grad_is_scratch and m.layers[3]._grad_is_scratch
+    monkeypatch.setattr(L.Layer, "_owns", lambda self, grad: False)
+    plain = build()
+    plain.forward(x)
+    np.testing.assert_array_equal(plain.backward(g), dx)
+    for a, b in zip(m.layers, plain.layers):
+        for k in a.grads:
+            np.testing.assert_array_equal(a.grads[k], b.grads[k])

@@ -56,6 +56,7 @@ class Layer:
         self._buffers = {}
         self._views = {}              # (key, shape, dtype) -> the array _out returned for them
         self._plans = {}              # input shape and settings -> what forward worked out
+        self._grad_is_scratch = False  # a model sets it: backward may overwrite grad_output
 
     def forward(self, x):
         raise NotImplementedError
@@ -122,6 +123,12 @@ class Layer:
         if dx is None and self.reuse_buffers:
             dx = self._plan[-1] = self._out("dx", self._shape)
         return dx
+
+    def _owns(self, grad):
+        """Whether grad (what backward returned) is this layer's own reused gradient array,
+        which nothing reads once the layer below has used it."""
+        plan = getattr(self, "_plan", None)
+        return plan is not None and grad is plan[-1]
 
     def _remember(self, key, plan):
         """Stores what forward worked out for the input shape and settings in key."""
@@ -496,7 +503,10 @@ class _Activation(Layer):
         return self._y
 
     def backward(self, grad_output):
-        return type(self)._backward(grad_output, self._y, out=self._dx())
+        # in place when the model says grad_output is scratch: one array fewer to write
+        # (LeNet's first ReLU: 1.2 MB)
+        out = grad_output if self._grad_is_scratch else self._dx()
+        return type(self)._backward(grad_output, self._y, out=out)
 
 
 class ReLU(_Activation):

@@ -179,8 +179,13 @@ class Sequential:
     def _backward(self, grad, input_grad):
         if self._layers:
             self._layers[0].input_grad = input_grad
+        # A layer may overwrite its grad_output when that is the layer above's own gradient
+        # array (or that array passed through in place): nothing else reads it afterwards.
+        scratch = False
         for layer in reversed(self._layers):
-            grad = layer.backward(grad)
+            layer._grad_is_scratch = scratch
+            grad_in, grad = grad, layer.backward(grad)
+            scratch = grad is not None and (layer._owns(grad) or (scratch and grad is grad_in))
         return grad
 
     def forward(self, x):
