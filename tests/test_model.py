@@ -273,24 +273,28 @@ def test_terminate_on_nan_stops_training(rng, capsys):
     assert "nan" in capsys.readouterr().out.lower()
 
 
-def test_in_place_activation_gradients_change_no_result_and_no_caller_array(rng, monkeypatch):
-    """Inside a model an activation's backward overwrites the gradient array of the layer
-    above (scratch); results equal those without, and arrays the caller passed are kept."""
+def test_in_place_activations_change_no_result_and_no_caller_array(rng, monkeypatch):
+    """Inside a model an activation overwrites the output array of the layer before (when
+    that layer's backward does not read it) and, in backward, the gradient array of the layer
+    after; results equal those without, and arrays the caller passed are kept."""
     def build():
         cnnkit.set_random_seed(5)
-        return cnnkit.Sequential([L.Linear(6, 5), L.ReLU(), L.Linear(5, 4), L.Tanh(), L.Dropout(0.5),
-                                  L.Sigmoid(), L.Linear(4, 3), L.ReLU()]).eval()
+        return cnnkit.Sequential([L.ReLU(), L.Linear(6, 5), L.ReLU(), L.Linear(5, 4), L.Tanh(),
+                                  L.Dropout(0.5), L.Sigmoid(), L.Linear(4, 3), L.ReLU()]).eval()
     x = rng.standard_normal((7, 6)).astype(np.float32)
     g = rng.standard_normal((7, 3)).astype(np.float32)
-    keep = g.copy()
+    keep_x, keep_g = x.copy(), g.copy()
     m = build()
-    m.forward(x)
+    y = m.forward(x)
     dx = m.backward(g)
-    np.testing.assert_array_equal(g, keep)  # the last layer got the caller's array: not scratch
-    assert m.layers[1]._grad_is_scratch and m.layers[3]._grad_is_scratch
+    np.testing.assert_array_equal(x, keep_x)  # the first layer got the caller's array
+    np.testing.assert_array_equal(g, keep_g)  # the last layer got the caller's array
+    assert m.layers[2]._input_is_scratch and not m.layers[6]._input_is_scratch  # Tanh's output is kept
+    assert m.layers[2]._grad_is_scratch and m.layers[4]._grad_is_scratch
     monkeypatch.setattr(L.Layer, "_owns", lambda self, grad: False)
+    monkeypatch.setattr(L.Layer, "_owns_output", lambda self, y: False)
     plain = build()
-    plain.forward(x)
+    np.testing.assert_array_equal(plain.forward(x), y)
     np.testing.assert_array_equal(plain.backward(g), dx)
     for a, b in zip(m.layers, plain.layers):
         for k in a.grads:

@@ -57,6 +57,8 @@ class Layer:
         self._views = {}              # (key, shape, dtype) -> the array _out returned for them
         self._plans = {}              # input shape and settings -> what forward worked out
         self._grad_is_scratch = False  # a model sets it: backward may overwrite grad_output
+        self._input_is_scratch = False  # a model sets it: forward may overwrite its input
+        self._y_out = None            # the reused array the last forward wrote its output to
 
     def forward(self, x):
         raise NotImplementedError
@@ -123,6 +125,14 @@ class Layer:
         if dx is None and self.reuse_buffers:
             dx = self._plan[-1] = self._out("dx", self._shape)
         return dx
+
+    # Whether backward reads the forward output (then the layer after must not overwrite it).
+    _needs_output = False
+
+    def _owns_output(self, y):
+        """Whether y (what forward returned) is this layer's own reused output array, which
+        its backward does not read: the layer after may overwrite it."""
+        return y is self._y_out and y is not None and not self._needs_output
 
     def _owns(self, grad):
         """Whether grad (what backward returned) is this layer's own reused gradient array,
@@ -235,6 +245,7 @@ class Conv2d(Layer):
             plan = self._remember(key, [pad, out, None])  # [2]: the dx array, once asked for
         self._x, self._shape, self._plan = x, shape, plan
         self._pad, out = plan[0], plan[1]
+        self._y_out = out
         return _core.conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride, self._pad,
                                     self.dilation, out=out, workspace=self._ws)
 
@@ -294,6 +305,7 @@ class Conv1d(Layer):
             plan = self._remember(key, [pad, out, None])  # [2]: the dx array, once asked for
         self._x, self._shape, self._plan = x, shape, plan
         self._pad, out = plan[0], plan[1]
+        self._y_out = out
         return _core.conv1d_forward(x, self.params["weight"], self.params.get("bias"), self.stride, self._pad,
                                     self.dilation, out=out, workspace=self._ws)
 
@@ -386,6 +398,7 @@ class MaxPool2d(_Pool):
         self._shape, self._pad, args, y_shape, _ = self._plan_for(x)
         fwd = _core.max_pool2d_forward if self.ndim == 2 else _core.max_pool1d_forward
         out = None if y_shape is None else (self._out("y", y_shape), self._out("indices", y_shape, np.int64))
+        self._y_out = None if out is None else out[0]
         y, self._indices = fwd(x, *args, out=out)
         return y
 
@@ -413,7 +426,7 @@ class AvgPool2d(_Pool):
     def forward(self, x):
         self._shape, self._pad, args, y_shape, _ = self._plan_for(x)
         fwd = _core.avg_pool2d_forward if self.ndim == 2 else _core.avg_pool1d_forward
-        out = None if y_shape is None else self._out("y", y_shape)
+        self._y_out = out = None if y_shape is None else self._out("y", y_shape)
         return fwd(x, *args, self.count_include_pad, out=out)
 
     def backward(self, grad_output):
@@ -474,7 +487,7 @@ class Linear(Layer):
         if plan is None:
             out = self._out("y", shape[:-1] + (self.out_features,)) if self.reuse_buffers else None
             plan = self._remember((shape, self.reuse_buffers), [out, None])
-        self._plan = plan
+        self._plan, self._y_out = plan, plan[0]
         return _core.linear_forward(x, self.params["weight"], self.params.get("bias"), out=plan[0])
 
     def backward(self, grad_output):
@@ -492,14 +505,21 @@ class _Activation(Layer):
     """Elementwise activation whose derivative is a function of its output."""
 
     _forward = _backward = None
+    _needs_output = True
 
     def forward(self, x):
         self._shape = shape = _shape_of(x)
         plan = self._plans.get((shape, self.reuse_buffers))
         if plan is None:
-            plan = self._remember((shape, self.reuse_buffers), [self._out("y", shape), None])
+            plan = self._remember((shape, self.reuse_buffers), [None, None])  # y, dx: once asked for
         self._plan = plan
-        self._y = type(self)._forward(x, out=plan[0])
+        if self._input_is_scratch:  # in place: one array fewer to write (LeNet's ReLU 1: 1.2 MB)
+            out = x
+        else:
+            out = plan[0]
+            if out is None and self.reuse_buffers:
+                out = plan[0] = self._out("y", shape)
+        self._y = type(self)._forward(x, out=out)
         return self._y
 
     def backward(self, grad_output):
@@ -523,6 +543,8 @@ class Tanh(_Activation):
 
 class Softmax(Layer):
     """Softmax along axis (default: the last, the classes of a (N, K) input)."""
+
+    _needs_output = True
 
     def __init__(self, axis=-1):
         super().__init__()

@@ -172,8 +172,13 @@ class Sequential:
         return x
 
     def _forward(self, x):
+        # A layer may overwrite its input when that is the layer before's own output array and
+        # that layer's backward does not read it (an activation after a conv, say).
+        scratch = False
         for layer in self._layers:
+            layer._input_is_scratch = scratch
             x = layer.forward(x)
+            scratch = layer._owns_output(x)
         return x
 
     def _backward(self, grad, input_grad):
