@@ -309,21 +309,27 @@ SimdTier pool_tier(bool ref, const std::optional<std::string>& tier, const std::
 }
 
 // out: None or (y, indices).
+// relu: of relu(x) (max_pool2d_relu_forward).
 py::tuple max_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d, SimdTier tier,
-                           py::handle out, const std::string& op) {
+                           py::handle out, const std::string& op, bool relu = false) {
   const Shape oshape = pool_out_shape(s, one_d);
   FArray y = output<float>(out_item(out, 0, 2, op), oshape, op, "out[0]", {&x});
   auto idx = output<int64_t>(out_item(out, 1, 2, op), oshape, op, "out[1] (indices)", {&x});
   {
     py::gil_scoped_release nogil;
-    max_pool2d_forward(tier, y.mutable_data(), idx.mutable_data(), x.data(), s);
+    if (relu)
+      max_pool2d_relu_forward(tier, y.mutable_data(), idx.mutable_data(), x.data(), s);
+    else
+      max_pool2d_forward(tier, y.mutable_data(), idx.mutable_data(), x.data(), s);
   }
   return py::make_tuple(y, idx);
 }
 
+// y: None, or the pooled output of max_pool2d_relu_forward (max_pool2d_relu_backward).
 FArray max_pool_backward(py::handle grad_output, py::handle indices,
                          const std::vector<int64_t>& input_shape, const Pool2dShape& s,
-                         bool one_d, const std::string& op, py::handle out, SimdTier tier) {
+                         bool one_d, const std::string& op, py::handle out, SimdTier tier,
+                         py::handle y_obj = py::none()) {
   FArray dy = as_float(grad_output, op, "grad_output");
   expect_shape(dy, pool_out_shape(s, one_d), op, "grad_output");
   py::array ia = py::array::ensure(indices);
@@ -331,11 +337,19 @@ FArray max_pool_backward(py::handle grad_output, py::handle indices,
     throw py::type_error(op + ": indices must be an integer array from the forward pass");
   expect_shape(ia, pool_out_shape(s, one_d), op, "indices");
   LArray idx = LArray::ensure(ia);
-  FArray dx = input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy, &idx});
+  std::optional<FArray> y;
+  if (!y_obj.is_none()) {
+    y = as_float(y_obj, op, "y");
+    expect_shape(*y, pool_out_shape(s, one_d), op, "y");
+  }
+  FArray dx = y ? input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy, &idx, &*y})
+                : input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy, &idx});
   int64_t bad;
   {
     py::gil_scoped_release nogil;
-    bad = max_pool2d_backward_checked(tier, dx.mutable_data(), dy.data(), idx.data(), s);
+    bad = y ? max_pool2d_relu_backward_checked(tier, dx.mutable_data(), dy.data(), idx.data(),
+                                               y->data(), s)
+            : max_pool2d_backward_checked(tier, dx.mutable_data(), dy.data(), idx.data(), s);
   }
   // dx is left partly written: a fresh one is dropped, out= holds no result (as after any
   // failed op)
@@ -669,6 +683,31 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size"),
       py::arg("stride"), py::arg("padding"), py::arg("out") = py::none(),
+      py::arg("tier") = py::none());
+  // ReLU then max pooling, in one pass (a model fuses a ReLU layer followed by MaxPool2d):
+  // the same y, indices and input gradient as relu_forward, max_pool2d_forward,
+  // max_pool2d_backward and relu_backward, bit for bit, without relu(x) ever written. The
+  // backward takes y, the forward's pooled output.
+  m.def(
+      "max_pool2d_relu_forward",
+      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, py::handle out, OptTier tier) {
+        const std::string op = "max_pool2d_relu";
+        FArray x = as_float(x_obj, op, "input");
+        return max_pool_forward(x, pool2d_checked(x, op, kernel, stride, pad), false,
+                                pool_tier(false, tier, op), out, op, true);
+      },
+      py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
+      py::arg("out") = py::none(), py::arg("tier") = py::none());
+  m.def(
+      "max_pool2d_relu_backward",
+      [](py::handle dy, py::handle idx, py::handle y, std::vector<int64_t> in, I2 kernel,
+         I2 stride, I4 pad, py::handle out, OptTier tier) {
+        const std::string op = "max_pool2d_relu_backward";
+        Pool2dShape s = pool_shape_from(in, false, op, kernel, stride, pad);
+        return max_pool_backward(dy, idx, in, s, false, op, out, pool_tier(false, tier, op), y);
+      },
+      py::arg("grad_output"), py::arg("indices"), py::arg("y"), py::arg("input_shape"),
+      py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("out") = py::none(),
       py::arg("tier") = py::none());
   m.def(
       "max_pool1d_backward",

@@ -299,3 +299,31 @@ def test_in_place_activations_change_no_result_and_no_caller_array(rng, monkeypa
     for a, b in zip(m.layers, plain.layers):
         for k in a.grads:
             np.testing.assert_array_equal(a.grads[k], b.grads[k])
+
+
+def test_fused_relu_max_pool_trains_bit_for_bit_like_the_two_layers(rng, monkeypatch):
+    """A model runs ReLU + MaxPool2d as one pass (_stages); training with and without the
+    fusion (and the in-place activations) gives the same parameters bit for bit."""
+    x = rng.standard_normal((16, 1, 28, 28)).astype(np.float32)
+    x[0, 0, :4, :4] = -0.0  # ties at zero after the ReLU
+    y = rng.integers(0, 10, 16)
+
+    def train():
+        cnnkit.set_random_seed(11)
+        m = lenet()
+        m.compile(optimizer=cnnkit.optim.SGD(learning_rate=0.05, momentum=0.9), loss="cross_entropy")
+        for _ in range(3):
+            m.train_on_batch(x, y)
+        m.forward(x)
+        return m, m.backward(np.ones((16, 10), np.float32))
+
+    fused, dx = train()
+    assert [f for _, f in fused._stages] == [False, True, False, True] + [False] * 6
+    monkeypatch.setattr(cnnkit.Sequential, "_plan_stages",
+                        lambda self: [(layer, False) for layer in self._layers])
+    monkeypatch.setattr(L.Layer, "_owns", lambda self, grad: False)
+    monkeypatch.setattr(L.Layer, "_owns_output", lambda self, y: False)
+    plain, dx_plain = train()
+    np.testing.assert_array_equal(dx, dx_plain)
+    for k, v in fused.state_dict().items():
+        assert v.tobytes() == plain.state_dict()[k].tobytes(), k

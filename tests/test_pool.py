@@ -251,6 +251,13 @@ def test_pool_tiers_match_ref_bit_for_bit(case, tier, rng):
         other = rng.integers(0, shape[2] * shape[3], i.shape)
         dx = core.max_pool2d_backward(dy, other, x.shape, k, s, pads, tier=tier)
         assert same_bits(dx, core.max_pool2d_backward(dy, other, x.shape, k, s, pads, tier="ref"))
+        # ReLU then max pooling, fused: the two ops' results bit for bit
+        rx = core.relu_forward(x)
+        yr_ref, ir_ref = core.max_pool2d_forward(rx, k, s, pads, ref=True)
+        yr, ir = core.max_pool2d_relu_forward(x, k, s, pads, tier=tier)
+        assert same_bits(yr, yr_ref) and same_bits(ir, ir_ref)
+        want = core.relu_backward(core.max_pool2d_backward(dy, ir, x.shape, k, s, pads, tier="ref"), rx)
+        assert same_bits(core.max_pool2d_relu_backward(dy, ir, yr, x.shape, k, s, pads, tier=tier), want)
         for cip in (True, False):
             a = core.avg_pool2d_forward(x, k, s, pads, cip, tier=tier)
             assert same_bits(a, core.avg_pool2d_forward(x, k, s, pads, cip, ref=True))
@@ -294,6 +301,18 @@ def test_pool_tiers_do_not_depend_on_thread_count(tier, rng):
             assert same_bits(u, v)
     finally:
         cnnkit.set_num_threads(before)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_fused_relu_pool_checks_like_the_two_ops(tier):
+    x = np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8) - 100
+    y, idx = cnnkit._core.max_pool2d_relu_forward(x, (2, 2), (2, 2), (0, 0, 0, 0), tier=tier)
+    bad = idx.copy()
+    bad[0, 1, 3, 3] = 99
+    with pytest.raises(ValueError, match=r"max_pool2d_relu_backward: indices must be in \[0, 64\) .* got 99$"):
+        cnnkit._core.max_pool2d_relu_backward(y, bad, y, x.shape, (2, 2), (2, 2), (0, 0, 0, 0), tier=tier)
+    with pytest.raises(ValueError, match=r"expected y of shape \(2, 3, 4, 4\)"):
+        cnnkit._core.max_pool2d_relu_backward(y, idx, y[:1], x.shape, (2, 2), (2, 2), (0, 0, 0, 0), tier=tier)
 
 
 @pytest.mark.parametrize("tier", TIERS)

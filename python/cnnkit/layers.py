@@ -406,6 +406,20 @@ class MaxPool2d(_Pool):
         bwd = _core.max_pool2d_backward if self.ndim == 2 else _core.max_pool1d_backward
         return bwd(grad_output, self._indices, self._shape, *self._plan[2], out=self._dx())
 
+    def _relu_forward(self, x):
+        """forward(relu(x)) in one pass, for a model running a ReLU layer and then this one
+        (2-D): the same output bit for bit, without relu(x) written and read back."""
+        self._shape, self._pad, args, y_shape, _ = self._plan_for(x)
+        out = None if y_shape is None else (self._out("y", y_shape), self._out("indices", y_shape, np.int64))
+        self._y_out = None  # _relu_backward reads the output: the layer after must not overwrite it
+        self._y, self._indices = _core.max_pool2d_relu_forward(x, *args, out=out)
+        return self._y
+
+    def _relu_backward(self, grad_output):
+        """The ReLU's input gradient after _relu_forward: backward then relu_backward's."""
+        return _core.max_pool2d_relu_backward(grad_output, self._indices, self._y, self._shape,
+                                              *self._plan[2], out=self._dx())
+
 
 class MaxPool1d(MaxPool2d):
     """Max pooling over (N, C, L)."""

@@ -27,14 +27,16 @@ inline bool pool2d_dense_backward(const Pool2dShape& s) {
 // The kernels of one SIMD tier, each on `planes` consecutive planes (x planes [H, W], y,
 // argmax, dy planes [OH, OW]).
 struct PoolKernels {
-  // y, argmax (flat h * W + w within the plane) overwritten from x.
+  // y, argmax (flat h * W + w within the plane) overwritten from x, or from relu(x) when
+  // `relu` (ReLU then max pooling, without writing relu(x): the same bits as the two).
   void (*max_forward)(float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
-                      int64_t planes);
-  // dx overwritten from dy. Returns the number of planes done: `planes`, or the first plane
-  // holding an argmax outside its own window (indices not from the forward pass, possibly
-  // out of range), which is left partly written for the caller to check and redo.
-  int64_t (*max_backward)(float* dx, const float* dy, const int64_t* argmax, const Pool2dShape& s,
-                          int64_t planes);
+                      int64_t planes, bool relu);
+  // dx overwritten from dy; with y (the pooled relu(x)), the gradient of ReLU then max
+  // pooling: dy only where y > 0. Returns the number of planes done: `planes`, or the first
+  // plane holding an argmax outside its own window (indices not from the forward pass,
+  // possibly out of range), which is left partly written for the caller to check and redo.
+  int64_t (*max_backward)(float* dx, const float* dy, const int64_t* argmax, const float* y,
+                          const Pool2dShape& s, int64_t planes);
   void (*avg_forward)(float* y, const float* x, const Pool2dShape& s, bool count_include_pad,
                       int64_t planes);
   void (*avg_backward)(float* dx, const float* dy, const Pool2dShape& s, bool count_include_pad,

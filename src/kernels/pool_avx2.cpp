@@ -43,16 +43,35 @@ CNNKIT_INLINE void prefetch__avx2(const void* from, int64_t bytes) {
   for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
 }
 
-// Row xr's 16 (SW = 2) or 8 (SW = 1) inputs from column c0, columns outside [0, W) as fill.
-template <int SW>
+// relu(v): v <= 0 becomes +0, NaN stays, as relu_forward computes it.
+CNNKIT_INLINE __m256 relu__avx2(__m256 v) {
+  return _mm256_andnot_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LE_OQ), v);
+}
+
+// Row xr's 16 (SW = 2) or 8 (SW = 1) inputs from column c0, columns outside [0, W) as fill;
+// the real ones relu'd when RELU (before the fill: padding's -inf must stay below them).
+template <int SW, bool RELU = false>
 CNNKIT_INLINE void load_run__avx2(const float* xr, int64_t c0, int64_t W, __m256 fill, __m256& a,
                                   __m256& b) {
   const __m256i pos = _mm256_add_epi32(set1__avx2(c0), iota__avx2());
   const __m256i ma = inside__avx2(pos, W);
-  a = _mm256_blendv_ps(fill, _mm256_maskload_ps(xr + c0, ma), _mm256_castsi256_ps(ma));
+  a = _mm256_maskload_ps(xr + c0, ma);
+  if (RELU) a = relu__avx2(a);
+  a = _mm256_blendv_ps(fill, a, _mm256_castsi256_ps(ma));
   if (SW == 1) return;
   const __m256i mb = inside__avx2(_mm256_add_epi32(pos, _mm256_set1_epi32(8)), W);
-  b = _mm256_blendv_ps(fill, _mm256_maskload_ps(xr + c0 + 8, mb), _mm256_castsi256_ps(mb));
+  b = _mm256_maskload_ps(xr + c0 + 8, mb);
+  if (RELU) b = relu__avx2(b);
+  b = _mm256_blendv_ps(fill, b, _mm256_castsi256_ps(mb));
+}
+
+// dy + 0 in the live lanes (0 elsewhere), and with y also 0 where y > 0 fails (ReLU's
+// gradient: y is the pooled relu(x), positive exactly where relu passed the gradient on).
+CNNKIT_INLINE __m256 grad_lanes__avx2(const float* dy, const float* y, __m256i live) {
+  __m256 g = _mm256_maskload_ps(dy, live);
+  if (y)
+    g = _mm256_and_ps(g, _mm256_cmp_ps(_mm256_maskload_ps(y, live), _mm256_setzero_ps(), _CMP_GT_OQ));
+  return _mm256_add_ps(g, _mm256_setzero_ps());
 }
 
 // The even and the odd elements of the 16 floats (a, b).
@@ -126,6 +145,7 @@ CNNKIT_INLINE bool is_2x2__avx2(const Pool2dShape& s) {
 }
 
 // As max_forward_2x2__avx512: a tree over the two rows' tap pairs.
+template <bool RELU>
 void max_forward_2x2__avx2(float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
                            int64_t planes) {
   const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW;
@@ -142,10 +162,10 @@ void max_forward_2x2__avx2(float* y, int64_t* argmax, const float* x, const Pool
         const __m256i i00 = _mm256_add_epi32(set1__avx2(2 * oh * W + c0), lane2);
         __m256 a, b, v;
         __m256i i;
-        load_run__avx2<2>(r0, c0, W, ninf, a, b);
+        load_run__avx2<2, RELU>(r0, c0, W, ninf, a, b);
         later_wins__avx2(even__avx2(a, b), i00, odd__avx2(a, b), _mm256_add_epi32(i00, one), v, i);
         if (second) {
-          load_run__avx2<2>(r0 + W, c0, W, ninf, a, b);
+          load_run__avx2<2, RELU>(r0 + W, c0, W, ninf, a, b);
           const __m256i i10 = _mm256_add_epi32(i00, down);
           __m256 v1;
           __m256i i1;
@@ -162,11 +182,10 @@ void max_forward_2x2__avx2(float* y, int64_t* argmax, const float* x, const Pool
 
 // As max_backward_2x2__avx512: d = argmax - (index of tap (0, 0)) is 0, 1, W or W + 1.
 int64_t max_backward_2x2__avx2(float* dx, const float* dy, const int64_t* argmax,
-                               const Pool2dShape& s, int64_t planes) {
+                               const float* y, const Pool2dShape& s, int64_t planes) {
   const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW;
   const __m256i lane2 = _mm256_slli_epi32(iota__avx2(), 1), one = _mm256_set1_epi32(1);
   const __m256i down = set1__avx2(W), down1 = set1__avx2(W + 1);
-  const __m256 zero = _mm256_setzero_ps();
   for (int64_t p = 0; p < planes; ++p, dx += H * W, dy += OH * OW, argmax += OH * OW) {
     for (int64_t oh = 0; oh < OH; ++oh) {
       float* r0 = dx + 2 * oh * W;
@@ -176,7 +195,8 @@ int64_t max_backward_2x2__avx2(float* dx, const float* dy, const int64_t* argmax
       for (int64_t ow0 = 0; ow0 < OW; ow0 += 8) {
         const int64_t c0 = 2 * ow0;
         const __m256i live = first_lanes__avx2(OW - ow0);
-        const __m256 g = _mm256_add_ps(_mm256_maskload_ps(dy + oh * OW + ow0, live), zero);
+        const __m256 g =
+            grad_lanes__avx2(dy + oh * OW + ow0, y ? y + (p * OH + oh) * OW + ow0 : nullptr, live);
         const __m256i d = _mm256_sub_epi32(load_index__avx2(argmax + oh * OW + ow0, live),
                                            _mm256_add_epi32(set1__avx2(2 * oh * W + c0), lane2));
         // the second column exists (no right padding): else d == 1 names the next row
@@ -236,15 +256,15 @@ void avg_forward_2x2__avx2(float* y, const float* x, const Pool2dShape& s, bool 
 
 // --- any window at column stride 1 or 2 (forward) --------------------------------------------
 
-// Tap (h, kw) for 8 outputs: columns c0 + SW * j of row xr.
-template <int SW>
+// Tap (h, kw) for 8 outputs: columns c0 + SW * j of row xr, relu'd when RELU.
+template <int SW, bool RELU = false>
 CNNKIT_INLINE __m256 tap__avx2(const float* xr, int64_t c0, int64_t W, __m256 fill) {
   __m256 a, b;
-  load_run__avx2<SW>(xr, c0, W, fill, a, b);
+  load_run__avx2<SW, RELU>(xr, c0, W, fill, a, b);
   return SW == 1 ? a : even__avx2(a, b);
 }
 
-template <int SW>
+template <int SW, bool RELU>
 void max_forward_any__avx2(float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
                            int64_t planes) {
   const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW, KH = s.KH, KW = s.KW;
@@ -264,7 +284,7 @@ void max_forward_any__avx2(float* y, int64_t* argmax, const float* x, const Pool
             _mm256_max_epi32(_mm256_add_epi32(set1__avx2(cb), lane), _mm256_setzero_si256()));
         for (int64_t h = h0; h < h1; ++h)
           for (int64_t kw = 0; kw < KW; ++kw)
-            later_wins__avx2(best, bidx, tap__avx2<SW>(x + h * W, cb + kw, W, ninf),
+            later_wins__avx2(best, bidx, tap__avx2<SW, RELU>(x + h * W, cb + kw, W, ninf),
                              _mm256_add_epi32(set1__avx2(h * W + cb + kw), lane), best, bidx);
         const __m256i live = first_lanes__avx2(OW - ow0);
         _mm256_maskstore_ps(y + oh * OW + ow0, live, best);
@@ -311,10 +331,9 @@ void avg_forward_any__avx2(float* y, const float* x, const Pool2dShape& s, bool 
 
 // As max_backward_tiled__avx512: dx is dy + 0 where argmax points, 0 elsewhere.
 int64_t max_backward_tiled__avx2(float* dx, const float* dy, const int64_t* argmax,
-                                 const Pool2dShape& s, int64_t planes) {
+                                 const float* y, const Pool2dShape& s, int64_t planes) {
   const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW;
   const __m256i lane2 = _mm256_slli_epi32(iota__avx2(), 1);
-  const __m256 zero = _mm256_setzero_ps();
   for (int64_t p = 0; p < planes; ++p, dx += H * W, dy += OH * OW, argmax += OH * OW) {
     for (int64_t oh = 0; oh < OH; ++oh) {
       prefetch__avx2(argmax + oh * OW, OW * 8);
@@ -322,7 +341,8 @@ int64_t max_backward_tiled__avx2(float* dx, const float* dy, const int64_t* argm
       for (int64_t ow0 = 0; ow0 < OW; ow0 += 8) {
         const int64_t c0 = 2 * ow0 - s.PL;
         const __m256i live = first_lanes__avx2(OW - ow0);
-        const __m256 g = _mm256_add_ps(_mm256_maskload_ps(dy + oh * OW + ow0, live), zero);
+        const __m256 g =
+            grad_lanes__avx2(dy + oh * OW + ow0, y ? y + (p * OH + oh) * OW + ow0 : nullptr, live);
         const __m256i a = load_index__avx2(argmax + oh * OW + ow0, live);
         const __m256i col0 = _mm256_add_epi32(set1__avx2(c0), lane2);
         const __m256i col1 = _mm256_add_epi32(col0, _mm256_set1_epi32(1));
@@ -376,20 +396,29 @@ void avg_backward_tiled__avx2(float* dx, const float* dy, const Pool2dShape& s, 
 
 // --- dispatch on the shape -------------------------------------------------------------------
 
-void max_forward__avx2(float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
-                       int64_t planes) {
+template <bool RELU>
+void max_forward_relu__avx2(float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
+                            int64_t planes) {
   if (is_2x2__avx2(s))
-    max_forward_2x2__avx2(y, argmax, x, s, planes);
+    max_forward_2x2__avx2<RELU>(y, argmax, x, s, planes);
   else if (s.SW == 1)
-    max_forward_any__avx2<1>(y, argmax, x, s, planes);
+    max_forward_any__avx2<1, RELU>(y, argmax, x, s, planes);
   else
-    max_forward_any__avx2<2>(y, argmax, x, s, planes);
+    max_forward_any__avx2<2, RELU>(y, argmax, x, s, planes);
 }
 
-int64_t max_backward__avx2(float* dx, const float* dy, const int64_t* argmax, const Pool2dShape& s,
-                           int64_t planes) {
-  return is_2x2__avx2(s) ? max_backward_2x2__avx2(dx, dy, argmax, s, planes)
-                         : max_backward_tiled__avx2(dx, dy, argmax, s, planes);
+void max_forward__avx2(float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
+                       int64_t planes, bool relu) {
+  if (relu)
+    max_forward_relu__avx2<true>(y, argmax, x, s, planes);
+  else
+    max_forward_relu__avx2<false>(y, argmax, x, s, planes);
+}
+
+int64_t max_backward__avx2(float* dx, const float* dy, const int64_t* argmax, const float* y,
+                           const Pool2dShape& s, int64_t planes) {
+  return is_2x2__avx2(s) ? max_backward_2x2__avx2(dx, dy, argmax, y, s, planes)
+                         : max_backward_tiled__avx2(dx, dy, argmax, y, s, planes);
 }
 
 void avg_forward__avx2(float* y, const float* x, const Pool2dShape& s, bool cip, int64_t planes) {

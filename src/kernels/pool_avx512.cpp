@@ -79,6 +79,20 @@ CNNKIT_INLINE __m512i load_index__avx512(const int64_t* src, int64_t n) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
+// relu(a) in the lanes of m (real inputs: elsewhere a holds padding's -inf, which must stay
+// below every real value): a <= 0 becomes +0, NaN stays, as relu_forward computes it.
+CNNKIT_INLINE __m512 relu_lanes__avx512(__m512 a, __mmask16 m) {
+  const __m512 zero = _mm512_setzero_ps();
+  return _mm512_mask_mov_ps(a, m & _mm512_cmp_ps_mask(a, zero, _CMP_LE_OQ), zero);
+}
+
+// dy + 0 in the live lanes (0 elsewhere), and with y also 0 where y > 0 fails (ReLU's
+// gradient: y is the pooled relu(x), positive exactly where relu passed the gradient on).
+CNNKIT_INLINE __m512 grad_lanes__avx512(const float* dy, const float* y, __mmask16 live) {
+  if (y) live &= _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(live, y), _mm512_setzero_ps(), _CMP_GT_OQ);
+  return _mm512_add_ps(_mm512_maskz_loadu_ps(live, dy), _mm512_setzero_ps());
+}
+
 // (v, i) = the winner of the earlier (a, ia) and the later (b, ib) by the __ref rule: the later
 // wins when greater, or when NaN (so the first maximum and the last NaN win).
 CNNKIT_INLINE void later_wins__avx512(__m512 a, __m512i ia, __m512 b, __m512i ib, __m512& v,
@@ -153,6 +167,7 @@ CNNKIT_INLINE void for_blocks__avx512(const Block2x2* table, int64_t blocks, int
 // tree gives the sequential rule's answer because every index of the second row follows
 // every index of the first. Bottom/right padding: a missing second row is skipped, a missing
 // second column loads as -inf.
+template <bool RELU>
 void max_forward_2x2__avx512(float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
                              int64_t planes) {
   const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW, blocks = (OW + 15) / 16;
@@ -169,16 +184,18 @@ void max_forward_2x2__avx512(float* y, int64_t* argmax, const float* x, const Po
       for_blocks__avx512(table, blocks, OW, W, [&](const Block2x2& k) {
         const int64_t c0 = 2 * k.ow0;
         const __m512i i00 = _mm512_add_epi32(set1__avx512(2 * oh * W + c0), lane2);
-        const __m512 a0 = _mm512_mask_loadu_ps(ninf, k.m0, r0 + c0);
-        const __m512 b0 = _mm512_mask_loadu_ps(ninf, k.m1, r0 + c0 + 16);
+        __m512 a0 = _mm512_mask_loadu_ps(ninf, k.m0, r0 + c0);
+        __m512 b0 = _mm512_mask_loadu_ps(ninf, k.m1, r0 + c0 + 16);
+        if (RELU) a0 = relu_lanes__avx512(a0, k.m0), b0 = relu_lanes__avx512(b0, k.m1);
         __m512 v;
         __m512i i;
         later_wins__avx512(_mm512_permutex2var_ps(a0, even__avx512(), b0), i00,
                            _mm512_permutex2var_ps(a0, odd__avx512(), b0),
                            _mm512_add_epi32(i00, one), v, i);
         if (second) {
-          const __m512 a1 = _mm512_mask_loadu_ps(ninf, k.m0, r0 + W + c0);
-          const __m512 b1 = _mm512_mask_loadu_ps(ninf, k.m1, r0 + W + c0 + 16);
+          __m512 a1 = _mm512_mask_loadu_ps(ninf, k.m0, r0 + W + c0);
+          __m512 b1 = _mm512_mask_loadu_ps(ninf, k.m1, r0 + W + c0 + 16);
+          if (RELU) a1 = relu_lanes__avx512(a1, k.m0), b1 = relu_lanes__avx512(b1, k.m1);
           const __m512i i10 = _mm512_add_epi32(i00, down);
           __m512 v1;
           __m512i i1;
@@ -198,13 +215,12 @@ void max_forward_2x2__avx512(float* y, int64_t* argmax, const float* x, const Po
 // W or W + 1. dx is dy + 0 at that tap (+ 0: the scatter's 0 + dy turns -0 into +0) and 0 at
 // the other three.
 int64_t max_backward_2x2__avx512(float* dx, const float* dy, const int64_t* argmax,
-                                 const Pool2dShape& s, int64_t planes) {
+                                 const float* y, const Pool2dShape& s, int64_t planes) {
   const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW, blocks = (OW + 15) / 16;
   Block2x2 table[kMaxBlocks];
   for (int64_t b = 0; b < min64__avx512(blocks, kMaxBlocks); ++b) table[b] = block_2x2__avx512(b, OW, W);
   const __m512i lane2 = _mm512_slli_epi32(iota__avx512(), 1), one = _mm512_set1_epi32(1);
   const __m512i down = set1__avx512(W), down1 = set1__avx512(W + 1);
-  const __m512 zero = _mm512_setzero_ps();
   const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   for (int64_t p = 0; p < planes; ++p, dx += H * W, dy += OH * OW, argmax += OH * OW) {
@@ -215,7 +231,8 @@ int64_t max_backward_2x2__avx512(float* dx, const float* dy, const int64_t* argm
       bool ok = true;
       for_blocks__avx512(table, blocks, OW, W, [&](const Block2x2& k) {
         const int64_t c0 = 2 * k.ow0;
-        const __m512 g = _mm512_add_ps(_mm512_maskz_loadu_ps(k.live, dy + oh * OW + k.ow0), zero);
+        const __m512 g = grad_lanes__avx512(dy + oh * OW + k.ow0,
+                                            y ? y + (p * OH + oh) * OW + k.ow0 : nullptr, k.live);
         const __m512i d = _mm512_sub_epi32(load_index__avx512(argmax + oh * OW + k.ow0, k.n),
                                            _mm512_add_epi32(set1__avx512(2 * oh * W + c0), lane2));
         const __mmask16 e00 = _mm512_cmpeq_epi32_mask(d, _mm512_setzero_si512());
@@ -290,12 +307,16 @@ CNNKIT_INLINE void tap_masks__avx512(uint32_t* masks, int64_t cb, int64_t KW, in
   for (int64_t kw = 0; kw < KW; ++kw) masks[kw] = span32__avx512(-(cb + kw), W - (cb + kw));
 }
 
-// Tap kw of row xr for 16 outputs: columns cb + kw + SW * j, masked by masks[kw].
-template <int SW>
+// Tap kw of row xr for 16 outputs: columns cb + kw + SW * j, masked by masks[kw]; relu'd
+// when RELU.
+template <int SW, bool RELU = false>
 CNNKIT_INLINE __m512 tap__avx512(const float* xr, int64_t c0, uint32_t m, __m512 fill) {
-  const __m512 a = _mm512_mask_loadu_ps(fill, static_cast<__mmask16>(m), xr + c0);
+  const auto m0 = static_cast<__mmask16>(m), m1 = static_cast<__mmask16>(m >> 16);
+  __m512 a = _mm512_mask_loadu_ps(fill, m0, xr + c0);
+  if (RELU) a = relu_lanes__avx512(a, m0);
   if (SW == 1) return a;
-  const __m512 b = _mm512_mask_loadu_ps(fill, static_cast<__mmask16>(m >> 16), xr + c0 + 16);
+  __m512 b = _mm512_mask_loadu_ps(fill, m1, xr + c0 + 16);
+  if (RELU) b = relu_lanes__avx512(b, m1);
   return _mm512_permutex2var_ps(a, even__avx512(), b);
 }
 
@@ -318,7 +339,7 @@ CNNKIT_INLINE void window_taps__avx512(int64_t h0, int64_t h1, int64_t cb, int64
     }
 }
 
-template <int SW>
+template <int SW, bool RELU>
 void max_forward_any__avx512(float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
                              int64_t planes) {
   const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW, KH = s.KH, KW = s.KW;
@@ -339,7 +360,7 @@ void max_forward_any__avx512(float* y, int64_t* argmax, const float* x, const Po
         window_taps__avx512(h0, h1, cb, KW, W, [&](int64_t h, int64_t k0, int64_t kn, const uint32_t* m) {
           for (int64_t k = 0; k < kn; ++k) {
             const int64_t c0 = cb + k0 + k;
-            later_wins__avx512(best, bidx, tap__avx512<SW>(x + h * W, c0, m[k], ninf),
+            later_wins__avx512(best, bidx, tap__avx512<SW, RELU>(x + h * W, c0, m[k], ninf),
                                _mm512_add_epi32(set1__avx512(h * W + c0), lane), best, bidx);
           }
         });
@@ -390,11 +411,10 @@ void avg_forward_any__avx512(float* y, const float* x, const Pool2dShape& s, boo
 // A window's taps are (h, 2 * ow - PL) and (h, 2 * ow - PL + 1) for each of its real rows h;
 // dx there is dy + 0 where argmax points and 0 elsewhere.
 int64_t max_backward_tiled__avx512(float* dx, const float* dy, const int64_t* argmax,
-                                   const Pool2dShape& s, int64_t planes) {
+                                   const float* y, const Pool2dShape& s, int64_t planes) {
   const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW;
   const __m512i lane2 = _mm512_slli_epi32(iota__avx512(), 1), one = _mm512_set1_epi32(1);
   const __m512i wv = set1__avx512(W), z = _mm512_setzero_si512();
-  const __m512 zero = _mm512_setzero_ps();
   for (int64_t p = 0; p < planes; ++p, dx += H * W, dy += OH * OW, argmax += OH * OW) {
     for (int64_t oh = 0; oh < OH; ++oh) {
       prefetch__avx512(argmax + oh * OW, OW * 8);
@@ -402,7 +422,8 @@ int64_t max_backward_tiled__avx512(float* dx, const float* dy, const int64_t* ar
       for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
         const int64_t n = min64__avx512(16, OW - ow0), c0 = 2 * ow0 - s.PL;
         const __mmask16 live = first_lanes__avx512(n);
-        const __m512 g = _mm512_add_ps(_mm512_maskz_loadu_ps(live, dy + oh * OW + ow0), zero);
+        const __m512 g =
+            grad_lanes__avx512(dy + oh * OW + ow0, y ? y + (p * OH + oh) * OW + ow0 : nullptr, live);
         const __m512i a = load_index__avx512(argmax + oh * OW + ow0, n);
         const __m512i col0 = _mm512_add_epi32(set1__avx512(c0), lane2);
         const __m512i col1 = _mm512_add_epi32(col0, one);
@@ -462,20 +483,29 @@ void avg_backward_tiled__avx512(float* dx, const float* dy, const Pool2dShape& s
 
 // --- dispatch on the shape -------------------------------------------------------------------
 
-void max_forward__avx512(float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
-                         int64_t planes) {
+template <bool RELU>
+void max_forward_relu__avx512(float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
+                              int64_t planes) {
   if (is_2x2__avx512(s))
-    max_forward_2x2__avx512(y, argmax, x, s, planes);
+    max_forward_2x2__avx512<RELU>(y, argmax, x, s, planes);
   else if (s.SW == 1)
-    max_forward_any__avx512<1>(y, argmax, x, s, planes);
+    max_forward_any__avx512<1, RELU>(y, argmax, x, s, planes);
   else
-    max_forward_any__avx512<2>(y, argmax, x, s, planes);
+    max_forward_any__avx512<2, RELU>(y, argmax, x, s, planes);
 }
 
-int64_t max_backward__avx512(float* dx, const float* dy, const int64_t* argmax,
+void max_forward__avx512(float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
+                         int64_t planes, bool relu) {
+  if (relu)
+    max_forward_relu__avx512<true>(y, argmax, x, s, planes);
+  else
+    max_forward_relu__avx512<false>(y, argmax, x, s, planes);
+}
+
+int64_t max_backward__avx512(float* dx, const float* dy, const int64_t* argmax, const float* y,
                              const Pool2dShape& s, int64_t planes) {
-  return is_2x2__avx512(s) ? max_backward_2x2__avx512(dx, dy, argmax, s, planes)
-                           : max_backward_tiled__avx512(dx, dy, argmax, s, planes);
+  return is_2x2__avx512(s) ? max_backward_2x2__avx512(dx, dy, argmax, y, s, planes)
+                           : max_backward_tiled__avx512(dx, dy, argmax, y, s, planes);
 }
 
 void avg_forward__avx512(float* y, const float* x, const Pool2dShape& s, bool cip,

@@ -94,6 +94,11 @@ namespace {
 // The plain loops: the portable tier, and the other tiers for shapes their kernels do not
 // take. Each runs on planes [p0, p1).
 
+// relu(v) as relu_forward computes it (v <= 0 becomes +0, NaN stays), branch-free.
+inline float relu1(float v) { return select_bits(-static_cast<int32_t>((v > 0.0f) | (v != v)), v, 0.0f); }
+
+// Max pooling of x, or of relu(x) when RELU.
+template <bool RELU>
 void max_forward_planes(float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
                         int64_t p0, int64_t p1) {
   const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW, KH = s.KH, KW = s.KW;
@@ -121,7 +126,7 @@ void max_forward_planes(float* y, int64_t* argmax, const float* x, const Pool2dS
           const float* xr = xp + h * W + off;
           const int64_t base = h * W + off;
           for (int64_t ow = lo; ow < hi; ++ow) {
-            const float v = xr[ow * SW], cur = yr[ow];
+            const float v = RELU ? relu1(xr[ow * SW]) : xr[ow * SW], cur = yr[ow];
             // all ones when this tap wins; the select is done with bit masks because GCC
             // turns `take ? v : cur` back into a conditional branch
             const int64_t take = -static_cast<int64_t>((v > cur) | (v != v));
@@ -134,11 +139,13 @@ void max_forward_planes(float* y, int64_t* argmax, const float* x, const Pool2dS
   }
 }
 
-// Zero fill, then each output's gradient added where its argmax points.
-void max_backward_plane(float* dxp, const float* dyp, const int64_t* ap, int64_t in_plane,
-                        int64_t out_plane) {
+// Zero fill, then each output's gradient added where its argmax points; with yp (the pooled
+// relu(x)), only the outputs with yp > 0 (ReLU's gradient: an input shared by several windows
+// has the same yp in all of them, so the sum is kept or dropped whole, as ReLU does).
+void max_backward_plane(float* dxp, const float* dyp, const int64_t* ap, const float* yp,
+                        int64_t in_plane, int64_t out_plane) {
   std::fill(dxp, dxp + in_plane, 0.0f);
-  for (int64_t o = 0; o < out_plane; ++o) dxp[ap[o]] += dyp[o];
+  for (int64_t o = 0; o < out_plane; ++o) dxp[ap[o]] += !yp || yp[o] > 0.0f ? dyp[o] : 0.0f;
 }
 
 void avg_forward_planes(float* y, const float* x, const Pool2dShape& s, bool count_include_pad,
@@ -190,15 +197,37 @@ const PoolKernels* vector_kernels(SimdTier tier) {
 // Every (n, c) plane is independent: threads take contiguous blocks of planes, and a vector
 // kernel is called once per block.
 
-void max_pool2d_forward(SimdTier tier, float* y, int64_t* argmax, const float* x,
-                        const Pool2dShape& s) {
-  if (tier == SimdTier::ref) return max_pool2d_forward__ref(y, argmax, x, s);
+namespace {
+void max_forward(SimdTier tier, float* y, int64_t* argmax, const float* x, const Pool2dShape& s,
+                 bool relu) {
   const int64_t planes = s.N * s.C, in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  if (tier == SimdTier::ref) {
+    if (!relu) return max_pool2d_forward__ref(y, argmax, x, s);
+    std::vector<float> rx(x, x + planes * in_plane);  // the two ops, as written
+    for (float& v : rx) v = relu1(v);
+    return max_pool2d_forward__ref(y, argmax, rx.data(), s);
+  }
   const PoolKernels* k = pool2d_vector_forward(s) ? vector_kernels(tier) : nullptr;
   parallel_for(planes, planes * plane_work(s), [=, &s](int64_t p0, int64_t p1, int) {
-    if (!k) return max_forward_planes(y, argmax, x, s, p0, p1);
-    k->max_forward(y + p0 * out_plane, argmax + p0 * out_plane, x + p0 * in_plane, s, p1 - p0);
+    if (k)
+      k->max_forward(y + p0 * out_plane, argmax + p0 * out_plane, x + p0 * in_plane, s, p1 - p0,
+                     relu);
+    else if (relu)
+      max_forward_planes<true>(y, argmax, x, s, p0, p1);
+    else
+      max_forward_planes<false>(y, argmax, x, s, p0, p1);
   });
+}
+}  // namespace
+
+void max_pool2d_forward(SimdTier tier, float* y, int64_t* argmax, const float* x,
+                        const Pool2dShape& s) {
+  max_forward(tier, y, argmax, x, s, false);
+}
+
+void max_pool2d_relu_forward(SimdTier tier, float* y, int64_t* argmax, const float* x,
+                             const Pool2dShape& s) {
+  max_forward(tier, y, argmax, x, s, true);
 }
 
 void max_pool2d_forward(float* y, int64_t* argmax, const float* x, const Pool2dShape& s) {
@@ -222,41 +251,44 @@ int64_t first_bad_index(const int64_t* argmax, int64_t count, int64_t plane) {
 // indices range-checked first when `check`. Returns the position in argmax of the first
 // index out of range (the plane is left partly written, later planes unwritten), or -1.
 int64_t max_backward_planes(const PoolKernels* k, float* dx, const float* dy,
-                            const int64_t* argmax, const Pool2dShape& s, bool check, int64_t p0,
-                            int64_t p1) {
+                            const int64_t* argmax, const float* y, const Pool2dShape& s,
+                            bool check, int64_t p0, int64_t p1) {
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   for (int64_t p = p0; p < p1; ++p) {
     // The kernel checks each index against its own window, which implies the range check.
-    if (k) p += k->max_backward(dx + p * in_plane, dy + p * out_plane, argmax + p * out_plane, s,
-                                p1 - p);
+    if (k)
+      p += k->max_backward(dx + p * in_plane, dy + p * out_plane, argmax + p * out_plane,
+                           y ? y + p * out_plane : nullptr, s, p1 - p);
     if (p == p1) break;
     const int64_t* ap = argmax + p * out_plane;
     if (check) {
       const int64_t bad = first_bad_index(ap, out_plane, in_plane);
       if (bad >= 0) return p * out_plane + bad;
     }
-    max_backward_plane(dx + p * in_plane, dy + p * out_plane, ap, in_plane, out_plane);
+    max_backward_plane(dx + p * in_plane, dy + p * out_plane, ap, y ? y + p * out_plane : nullptr,
+                       in_plane, out_plane);
   }
   return -1;
 }
 
 int64_t max_backward(SimdTier tier, float* dx, const float* dy, const int64_t* argmax,
-                     const Pool2dShape& s, bool check) {
+                     const float* y, const Pool2dShape& s, bool check) {
   const int64_t planes = s.N * s.C, in_plane = s.H * s.W, out_plane = s.OH * s.OW;
-  if (tier == SimdTier::ref) {
+  if (tier == SimdTier::ref && !y) {
     const int64_t bad = check ? first_bad_index(argmax, planes * out_plane, in_plane) : -1;
     if (bad < 0) max_pool2d_backward__ref(dx, dy, argmax, s);
     return bad;
   }
   // Rows of fewer than 8 outputs leave most of a vector kernel's lanes idle: there the zero
   // fill and scatter is faster (LeNet's 5-wide pool 2: 14 us against 26 us).
-  const PoolKernels* k = pool2d_dense_backward(s) && s.OW >= 8 ? vector_kernels(tier) : nullptr;
+  const PoolKernels* k =
+      pool2d_dense_backward(s) && s.OW >= 8 && tier != SimdTier::ref ? vector_kernels(tier) : nullptr;
   const int nt = threads_for(planes, planes * (in_plane + out_plane));
   std::vector<int64_t> bad(nt, -1);
   // Each plane's scatter stays inside the plane, so threads never write the same element;
   // the chunks are in order, so the first chunk with a bad index has the first one.
   parallel_chunks(planes, nt, [&, k](int64_t p0, int64_t p1, int t) {
-    bad[t] = max_backward_planes(k, dx, dy, argmax, s, check, p0, p1);
+    bad[t] = max_backward_planes(k, dx, dy, argmax, y, s, check, p0, p1);
   });
   for (int64_t b : bad)
     if (b >= 0) return b;
@@ -266,16 +298,22 @@ int64_t max_backward(SimdTier tier, float* dx, const float* dy, const int64_t* a
 
 void max_pool2d_backward(SimdTier tier, float* dx, const float* dy, const int64_t* argmax,
                          const Pool2dShape& s) {
-  max_backward(tier, dx, dy, argmax, s, false);
+  max_backward(tier, dx, dy, argmax, nullptr, s, false);
 }
 
 void max_pool2d_backward(float* dx, const float* dy, const int64_t* argmax, const Pool2dShape& s) {
-  max_backward(active_simd_tier(), dx, dy, argmax, s, false);
+  max_backward(active_simd_tier(), dx, dy, argmax, nullptr, s, false);
 }
 
 int64_t max_pool2d_backward_checked(SimdTier tier, float* dx, const float* dy,
                                     const int64_t* argmax, const Pool2dShape& s) {
-  return max_backward(tier, dx, dy, argmax, s, true);
+  return max_backward(tier, dx, dy, argmax, nullptr, s, true);
+}
+
+int64_t max_pool2d_relu_backward_checked(SimdTier tier, float* dx, const float* dy,
+                                         const int64_t* argmax, const float* y,
+                                         const Pool2dShape& s) {
+  return max_backward(tier, dx, dy, argmax, y, s, true);
 }
 
 void avg_pool2d_forward(SimdTier tier, float* y, const float* x, const Pool2dShape& s,

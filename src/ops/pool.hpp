@@ -52,6 +52,17 @@ void max_pool2d_backward(SimdTier tier, float* dx, const float* dy, const int64_
 int64_t max_pool2d_backward_checked(SimdTier tier, float* dx, const float* dy,
                                     const int64_t* argmax, const Pool2dShape& s);
 
+// ReLU then max pooling in one pass, as a model runs a ReLU layer followed by a MaxPool2d:
+// y and argmax of max_pool2d_forward on relu(x), bit for bit, without writing relu(x).
+void max_pool2d_relu_forward(SimdTier tier, float* y, int64_t* argmax, const float* x,
+                             const Pool2dShape& s);
+// Their gradient: max_pool2d_backward_checked's dx where the pooled y [N, C, OH, OW] (from
+// max_pool2d_relu_forward) is > 0, else 0 (the input's relu is y itself at an argmax), bit
+// for bit what relu_backward gives after max_pool2d_backward.
+int64_t max_pool2d_relu_backward_checked(SimdTier tier, float* dx, const float* dy,
+                                         const int64_t* argmax, const float* y,
+                                         const Pool2dShape& s);
+
 // Average over each window; the divisor is KH * KW when count_include_pad (PyTorch's
 // default), else the number of real (unpadded) elements in the window.
 void avg_pool2d_forward(float* y, const float* x, const Pool2dShape& s, bool count_include_pad);
