@@ -36,20 +36,29 @@ def main(argv=None):
         samples.setdefault(key, []).append(clock() - t)
         return r
 
-    layers = m.layers
-    names = [f"{i:2d} {type(l).__name__}" for i, l in enumerate(layers)]
+    # The model's stages (a ReLU followed by a max pool runs as one fused pass), in-place
+    # activations included: the same calls, with the same flags, as Sequential makes them.
+    index = {id(l): i for i, l in enumerate(m.layers)}
+    stages = [(f"{index[id(l)]:2d} {'ReLU+' if fused else ''}{type(l).__name__}", l, fused)
+              for l, fused in m._stages]
     m.train()
-    layers[0].input_grad = False
     steps = []
     for _ in range(args.steps):
         t0 = clock()
-        h = x
-        for name, l in zip(names, layers):
-            h = timed(f"{name} fwd", l.forward, h)
+        h, scratch = x, False
+        for name, l, fused in stages:
+            if not fused:
+                l._input_is_scratch = scratch
+            h = timed(f"{name} fwd", l._relu_forward if fused else l.forward, h)
+            scratch = l._owns_output(h)
         timed("loss fwd", m.loss, h, y)
         g = timed("loss bwd", m.loss.backward)
-        for name, l in zip(reversed(names), reversed(layers)):
-            g = timed(f"{name} bwd", l.backward, g)
+        m.layers[0].input_grad, scratch = False, False
+        for name, l, fused in reversed(stages):
+            l._grad_is_scratch = scratch
+            g_in = g
+            g = timed(f"{name} bwd", l._relu_backward if fused else l.backward, g)
+            scratch = g is not None and (l._owns(g) or (scratch and g is g_in))
         params, grads = m._trainable()
         timed("optimizer", m.optimizer.step, params, grads)
         steps.append(clock() - t0)

@@ -39,8 +39,12 @@ inline float select_bits(int32_t mask, float a, float b) {
   return out;
 }
 
-// Pooling cost per plane in taps, for the parallel threshold.
-inline int64_t plane_work(const Pool2dShape& s) { return s.OH * s.OW * s.KH * s.KW + s.H * s.W; }
+// Pooling cost per plane for the parallel threshold, in bytes moved (x or dx, y or dy, and
+// an int64 argmax) plus taps visited: the vector kernels are memory-bound, and counting taps
+// alone kept LeNet's pool 2 backward (1024 planes of 10x10) on one thread.
+inline int64_t plane_work(const Pool2dShape& s) {
+  return 4 * s.H * s.W + 12 * s.OH * s.OW + s.OH * s.OW * s.KH * s.KW;
+}
 }  // namespace
 
 Pool2dShape pool2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
@@ -283,7 +287,7 @@ int64_t max_backward(SimdTier tier, float* dx, const float* dy, const int64_t* a
   // fill and scatter is faster (LeNet's 5-wide pool 2: 14 us against 26 us).
   const PoolKernels* k =
       pool2d_dense_backward(s) && s.OW >= 8 && tier != SimdTier::ref ? vector_kernels(tier) : nullptr;
-  const int nt = threads_for(planes, planes * (in_plane + out_plane));
+  const int nt = threads_for(planes, planes * plane_work(s));
   std::vector<int64_t> bad(nt, -1);
   // Each plane's scatter stays inside the plane, so threads never write the same element;
   // the chunks are in order, so the first chunk with a bad index has the first one.
