@@ -106,3 +106,43 @@ def test_sigmoid_and_tanh_are_within_3_ulp():
     assert np.isnan(F.sigmoid(special)[0]) and np.isnan(F.tanh(special)[0])
     np.testing.assert_array_equal(F.sigmoid(special)[1:], [1, 0])
     np.testing.assert_array_equal(F.tanh(special)[1:], [1, -1])
+
+
+TIER_CHILD = r"""
+import hashlib, sys
+import numpy as np
+from cnnkit import _core
+rng = np.random.default_rng(3)
+x = (rng.standard_normal(10_007) * 6).astype(np.float32)
+x[:6] = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-30]
+digest = hashlib.sha256()
+digest.update(_core.sigmoid_forward(x).tobytes())
+digest.update(_core.tanh_forward(x).tobytes())
+p, m, v, g = (rng.standard_normal(5_003).astype(np.float32) for _ in range(4))
+v = np.abs(v)
+for step in (1, 2):
+    _core.adam_step(p, m, v, g, step, 1e-2, 0.9, 0.999, 1e-8, 0.01)
+digest.update(p.tobytes() + m.tobytes() + v.tobytes())
+print(_core.simd_tier(), digest.hexdigest())
+"""
+
+
+def test_sigmoid_tanh_adam_are_the_same_bits_on_every_tier():
+    """Their loops are built per ISA (kernels/elementwise_*.cpp) from one source, without FMA
+    contraction: each tier, run in its own process (CNNKIT_SIMD), gives the same bits."""
+    import os
+    import subprocess
+    import sys
+    from cnnkit import _core
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    digests = {}
+    for tier in _core.simd_tiers_supported():
+        env = dict(os.environ, CNNKIT_SIMD=tier,
+                   PYTHONPATH=os.pathsep.join([os.path.join(root, "python"), os.environ.get("PYTHONPATH", "")]))
+        out = subprocess.run([sys.executable, "-c", TIER_CHILD], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        got_tier, digest = out.stdout.split()
+        assert got_tier == tier
+        digests[tier] = digest
+    assert len(set(digests.values())) == 1, digests

@@ -1,9 +1,9 @@
-// Elementwise activations: flat loops the compiler vectorises (omp simd; exp and tanh from
-// vmath.hpp, branch-free, instead of a library call per element), threaded over contiguous
-// chunks when the array is large enough to pay for a parallel region.
+// Elementwise activations: flat loops the compiler vectorises (omp simd; sigmoid and tanh,
+// compute-bound, per ISA in kernels/elementwise*.cpp), threaded over contiguous chunks when
+// the array is large enough to pay for a parallel region.
 #include "ops/activation.hpp"
 
-#include "ops/vmath.hpp"
+#include "kernels/elementwise.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -34,19 +34,9 @@ void relu_backward_range(float* dx, const float* dy, const float* y, int64_t b, 
   }
 }
 
-void sigmoid_range(float* y, const float* x, int64_t b, int64_t e) {
-#pragma omp simd
-  for (int64_t i = b; i < e; ++i) y[i] = vmath::sigmoid(x[i]);
-}
-
 void sigmoid_backward_range(float* dx, const float* dy, const float* y, int64_t b, int64_t e) {
 #pragma omp simd
   for (int64_t i = b; i < e; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
-}
-
-void tanh_range(float* y, const float* x, int64_t b, int64_t e) {
-#pragma omp simd
-  for (int64_t i = b; i < e; ++i) y[i] = vmath::tanh(x[i]);
 }
 
 void tanh_backward_range(float* dx, const float* dy, const float* y, int64_t b, int64_t e) {
@@ -63,8 +53,11 @@ void relu_backward(float* dx, const float* dy, const float* y, int64_t n) {
   elementwise(n, 1, [=](int64_t b, int64_t e) { relu_backward_range(dx, dy, y, b, e); });
 }
 
+// sigmoid and tanh run the active tier's loops (kernels/elementwise.hpp): the same bits at any
+// vector width.
 void sigmoid_forward(float* y, const float* x, int64_t n) {
-  elementwise(n, 4, [=](int64_t b, int64_t e) { sigmoid_range(y, x, b, e); });
+  const auto f = elementwise_kernels(active_simd_tier()).sigmoid;
+  elementwise(n, 4, [=](int64_t b, int64_t e) { f(y, x, b, e); });
 }
 
 void sigmoid_backward(float* dx, const float* dy, const float* y, int64_t n) {
@@ -72,7 +65,8 @@ void sigmoid_backward(float* dx, const float* dy, const float* y, int64_t n) {
 }
 
 void tanh_forward(float* y, const float* x, int64_t n) {
-  elementwise(n, 4, [=](int64_t b, int64_t e) { tanh_range(y, x, b, e); });
+  const auto f = elementwise_kernels(active_simd_tier()).tanh;
+  elementwise(n, 4, [=](int64_t b, int64_t e) { f(y, x, b, e); });
 }
 
 void tanh_backward(float* dx, const float* dy, const float* y, int64_t n) {

@@ -1,7 +1,9 @@
 // Branch-free float32 exp and tanh that loops vectorise (std::exp and std::tanh are a library
 // call per element: 7 and 15 ns per element here, against ~0.2-0.5 ns vectorised). Within
-// 2 ulp (exp; tanh within 3) of the exact values, checked in tests/test_activation.py; every
-// SIMD tier computes the same bits (the ops' files are compiled once, without FMA contraction).
+// 3 ulp of the exact values (tests/test_activation.py). The per-ISA loops of
+// kernels/elementwise_*.cpp inline these too: always_inline, so that no out-of-line copy
+// compiled for one ISA can be linked into another's caller; and as files are compiled without
+// FMA contraction (ISO C++), every SIMD tier computes the same bits.
 #pragma once
 
 #include <cmath>
@@ -10,12 +12,14 @@
 
 namespace cnnkit::vmath {
 
-inline float bits_to_float(int32_t i) {
+#define CNNKIT_VMATH inline __attribute__((always_inline))
+
+CNNKIT_VMATH float bits_to_float(int32_t i) {
   float f;
   std::memcpy(&f, &i, 4);
   return f;
 }
-inline int32_t float_to_bits(float f) {
+CNNKIT_VMATH int32_t float_to_bits(float f) {
   int32_t i;
   std::memcpy(&i, &f, 4);
   return i;
@@ -23,7 +27,7 @@ inline int32_t float_to_bits(float f) {
 
 // c ? a : b with both already computed, as bit masks: GCC keeps `c ? a : b` of floats as a
 // branch (it will not speculate a float operation that might trap), which stops vectorisation.
-inline float select(bool c, float a, float b) {
+CNNKIT_VMATH float select(bool c, float a, float b) {
   const int32_t m = -static_cast<int32_t>(c);
   return bits_to_float((m & float_to_bits(a)) | (~m & float_to_bits(b)));
 }
@@ -31,7 +35,7 @@ inline float select(bool c, float a, float b) {
 // e^x for x <= 0, NaN for NaN. Cephes' expf: x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in
 // two so n ln2 is exact), a degree-5 polynomial for e^r, then the exponent n added in two
 // halves so that results below 2^-126 round once into the denormals, as std::exp does.
-inline float exp_nonpositive(float x) {
+CNNKIT_VMATH float exp_nonpositive(float x) {
   x = select(x < -104.0f, -104.0f, x);  // e^-104 is below half the smallest denormal: 0
   // n = round(x / ln2) by the 1.5 * 2^23 trick: the sum's low mantissa bits hold n
   const float shifter = 12582912.0f;
@@ -51,7 +55,7 @@ inline float exp_nonpositive(float x) {
 }
 
 // 1 / (1 + e^-x) without overflow: e^-|x| <= 1, and the negative side as e^x / (1 + e^x).
-inline float sigmoid(float x) {
+CNNKIT_VMATH float sigmoid(float x) {
   const float z = exp_nonpositive(-std::fabs(x));
   const float s = 1.0f / (1.0f + z);
   return select(x >= 0.0f, s, z * s);
@@ -59,7 +63,7 @@ inline float sigmoid(float x) {
 
 // tanh: below |x| = 0.625 an odd polynomial (x + x^3 P(x^2), fitted for relative error);
 // above, (1 - e) / (1 + e) with e = e^-2|x| <= 0.29, which cancels little. The sign is x's.
-inline float tanh(float x) {
+CNNKIT_VMATH float tanh(float x) {
   const float a = std::fabs(x);
   const float t = a * a;
   float p = -5.6602135e-3f;
