@@ -40,7 +40,7 @@ def main(argv=None):
     # activations included: the same calls, with the same flags, as Sequential makes them.
     index = {id(l): i for i, l in enumerate(m.layers)}
     stages = [(f"{index[id(l)]:2d} {'ReLU+' if fused else ''}{type(l).__name__}", l, fused)
-              for l, fused in m._stages]
+              for l, fused, _ in m._stages]
     m.train()
     steps = []
     for _ in range(args.steps):

@@ -318,12 +318,29 @@ def test_fused_relu_max_pool_trains_bit_for_bit_like_the_two_layers(rng, monkeyp
         return m, m.backward(np.ones((16, 10), np.float32))
 
     fused, dx = train()
-    assert [f for _, f in fused._stages] == [False, True, False, True] + [False] * 6
+    assert [f for _, f, _ in fused._stages] == [False, True, False, True] + [False] * 6
     monkeypatch.setattr(cnnkit.Sequential, "_plan_stages",
-                        lambda self: [(layer, False) for layer in self._layers])
+                        lambda self: [(layer, False, True) for layer in self._layers])
     monkeypatch.setattr(L.Layer, "_owns", lambda self, grad: False)
     monkeypatch.setattr(L.Layer, "_owns_output", lambda self, y: False)
     plain, dx_plain = train()
     np.testing.assert_array_equal(dx, dx_plain)
     for k, v in fused.state_dict().items():
         assert v.tobytes() == plain.state_dict()[k].tobytes(), k
+
+
+def test_subclassed_layers_get_no_in_place_neighbours(rng):
+    """A subclass of a cnnkit layer may keep its output or gradient arrays: the activations
+    next to it compute into their own arrays."""
+    class KeepsOutput(L.Linear):
+        def forward(self, x):
+            self.kept = super().forward(x)
+            return self.kept
+
+    m = cnnkit.Sequential([KeepsOutput(4, 3), L.ReLU()])
+    m.layers[0].params["weight"][...] = -1.0
+    m.layers[0].params["bias"][...] = 0.0
+    y = m.forward(np.ones((5, 4), np.float32))
+    assert not m.layers[1]._input_is_scratch
+    np.testing.assert_array_equal(y, 0.0)
+    np.testing.assert_array_equal(m.layers[0].kept, -4.0)  # not overwritten by the ReLU

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from . import _random, callbacks as callbacks_module, losses, metrics as metrics_module, optim
+from . import layers as layers_module
 from .layers import Layer, MaxPool2d, ReLU
 
 __all__ = ["Sequential"]
@@ -38,7 +39,7 @@ class Sequential:
     def __init__(self, layers=None, input_shape=None, name="sequential"):
         self.name = name
         self._layers = []
-        self._stages = []  # what _forward runs: (layer, fused) pairs, see add()
+        self._stages = []  # what _forward runs: (layer, fused, builtin), see _plan_stages
         self.input_shape = None if input_shape is None else self._shape_arg(input_shape)
         self.optimizer = None
         self.loss = None
@@ -89,19 +90,21 @@ class Sequential:
         return self
 
     def _plan_stages(self):
-        """The layers as _forward and _backward run them: (layer, False) for a layer on its
-        own; (pool, True) for a ReLU followed by a 2-D MaxPool2d, which the pool runs in one
-        pass with the same results bit for bit (relu(x) is never written, and its gradient
-        costs nothing extra)."""
+        """The layers as _forward and _backward run them: (layer, False, builtin) for a layer
+        on its own; (pool, True, True) for a ReLU followed by a 2-D MaxPool2d, which the pool
+        runs in one pass with the same results bit for bit (relu(x) is never written, and its
+        gradient costs nothing extra). builtin: a cnnkit layer class itself, whose output and
+        gradient arrays the layers next to it may overwrite (see _forward); a subclass might
+        keep them for itself."""
         stages, i = [], 0
         while i < len(self._layers):
             layer = self._layers[i]
             if (type(layer) is ReLU and i + 1 < len(self._layers)
                     and type(self._layers[i + 1]) is MaxPool2d):
-                stages.append((self._layers[i + 1], True))
+                stages.append((self._layers[i + 1], True, True))
                 i += 2
             else:
-                stages.append((layer, False))
+                stages.append((layer, False, type(layer).__module__ == layers_module.__name__))
                 i += 1
         return stages
 
@@ -194,13 +197,13 @@ class Sequential:
         # A layer may overwrite its input when that is the layer before's own output array and
         # that layer's backward does not read it (an activation after a conv, say).
         scratch = False
-        for layer, fused in self._stages:
+        for layer, fused, builtin in self._stages:
             if fused:
                 x = layer._relu_forward(x)
             else:
                 layer._input_is_scratch = scratch
                 x = layer.forward(x)
-            scratch = layer._owns_output(x)
+            scratch = builtin and layer._owns_output(x)
         return x
 
     def _backward(self, grad, input_grad):
@@ -209,10 +212,10 @@ class Sequential:
         # A layer may overwrite its grad_output when that is the layer above's own gradient
         # array (or that array passed through in place): nothing else reads it afterwards.
         scratch = False
-        for layer, fused in reversed(self._stages):
+        for layer, fused, builtin in reversed(self._stages):
             layer._grad_is_scratch = scratch
             grad_in, grad = grad, layer._relu_backward(grad) if fused else layer.backward(grad)
-            scratch = grad is not None and (layer._owns(grad) or (scratch and grad is grad_in))
+            scratch = builtin and grad is not None and (layer._owns(grad) or (scratch and grad is grad_in))
         return grad
 
     def forward(self, x):
