@@ -40,7 +40,9 @@ CNNKIT_VMATH float exp_nonpositive(float x) {
   // n = round(x / ln2) by the 1.5 * 2^23 trick: the sum's low mantissa bits hold n
   const float shifter = 12582912.0f;
   const float t = x * 1.44269504088896341f + shifter;
-  const int32_t n = float_to_bits(t) - float_to_bits(shifter);
+  // unsigned arithmetic: for a NaN x, t's bits are anything, and n must not overflow (UB)
+  const auto n = static_cast<int32_t>(static_cast<uint32_t>(float_to_bits(t)) -
+                                      static_cast<uint32_t>(float_to_bits(shifter)));
   const float fn = t - shifter;
   const float r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -51,7 +53,10 @@ CNNKIT_VMATH float exp_nonpositive(float x) {
   p = p * r + 5.0000001201e-1f;
   const float er = p * (r * r) + r + 1.0f;
   const int32_t n1 = n / 2, n2 = n - n1;  // each >= -75: 2^n1 and 2^n2 are normal floats
-  return er * bits_to_float((n1 + 127) << 23) * bits_to_float((n2 + 127) << 23);
+  const auto pow2 = [](int32_t k) {
+    return bits_to_float(static_cast<int32_t>(static_cast<uint32_t>(k + 127) << 23));
+  };
+  return er * pow2(n1) * pow2(n2);
 }
 
 // 1 / (1 + e^-x) without overflow: e^-|x| <= 1, and the negative side as e^x / (1 + e^x).
