@@ -135,11 +135,11 @@ def test_sigmoid_tanh_adam_are_the_same_bits_on_every_tier():
     import subprocess
     import sys
     from cnnkit import _core
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(_core.__file__)))  # the cnnkit under test
     digests = {}
     for tier in _core.simd_tiers_supported():
         env = dict(os.environ, CNNKIT_SIMD=tier,
-                   PYTHONPATH=os.pathsep.join([os.path.join(root, "python"), os.environ.get("PYTHONPATH", "")]))
+                   PYTHONPATH=os.pathsep.join([package_dir, os.environ.get("PYTHONPATH", "")]))
         out = subprocess.run([sys.executable, "-c", TIER_CHILD], env=env, capture_output=True, text=True,
                              timeout=120)
         assert out.returncode == 0, out.stderr
