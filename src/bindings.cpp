@@ -297,25 +297,39 @@ Pool2dShape pool_shape_from(const std::vector<int64_t>& in, bool one_d, const st
                               stride[1], pad[0], pad[1], pad[2], pad[3]);
 }
 
+// The SIMD tier a pooling binding runs: the active one, ref when ref=True, else the one named
+// by tier= (for the tier tests), which must be supported here.
+SimdTier pool_tier(bool ref, const std::optional<std::string>& tier, const std::string& op) {
+  if (ref) return SimdTier::ref;
+  if (!tier) return active_simd_tier();
+  const SimdTier t = parse_simd_tier(*tier);
+  if (!simd_tier_supported(t))
+    throw py::value_error(op + ": SIMD tier " + *tier + " is not supported on this CPU or build");
+  return t;
+}
+
 // out: None or (y, indices).
-py::tuple max_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d, bool ref,
-                           py::handle out, const std::string& op) {
+// relu: of relu(x) (max_pool2d_relu_forward).
+py::tuple max_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d, SimdTier tier,
+                           py::handle out, const std::string& op, bool relu = false) {
   const Shape oshape = pool_out_shape(s, one_d);
   FArray y = output<float>(out_item(out, 0, 2, op), oshape, op, "out[0]", {&x});
   auto idx = output<int64_t>(out_item(out, 1, 2, op), oshape, op, "out[1] (indices)", {&x});
   {
     py::gil_scoped_release nogil;
-    if (ref)
-      max_pool2d_forward__ref(y.mutable_data(), idx.mutable_data(), x.data(), s);
+    if (relu)
+      max_pool2d_relu_forward(tier, y.mutable_data(), idx.mutable_data(), x.data(), s);
     else
-      max_pool2d_forward(y.mutable_data(), idx.mutable_data(), x.data(), s);
+      max_pool2d_forward(tier, y.mutable_data(), idx.mutable_data(), x.data(), s);
   }
   return py::make_tuple(y, idx);
 }
 
+// y: None, or the pooled output of max_pool2d_relu_forward (max_pool2d_relu_backward).
 FArray max_pool_backward(py::handle grad_output, py::handle indices,
                          const std::vector<int64_t>& input_shape, const Pool2dShape& s,
-                         bool one_d, const std::string& op, py::handle out) {
+                         bool one_d, const std::string& op, py::handle out, SimdTier tier,
+                         py::handle y_obj = py::none()) {
   FArray dy = as_float(grad_output, op, "grad_output");
   expect_shape(dy, pool_out_shape(s, one_d), op, "grad_output");
   py::array ia = py::array::ensure(indices);
@@ -323,42 +337,49 @@ FArray max_pool_backward(py::handle grad_output, py::handle indices,
     throw py::type_error(op + ": indices must be an integer array from the forward pass");
   expect_shape(ia, pool_out_shape(s, one_d), op, "indices");
   LArray idx = LArray::ensure(ia);
-  const int64_t plane = s.H * s.W;
-  const int64_t* ip = idx.data();
-  for (py::ssize_t i = 0; i < idx.size(); ++i)
-    if (ip[i] < 0 || ip[i] >= plane)
-      throw py::value_error(op + ": indices must be in [0, " + std::to_string(plane) +
-                            ") (a position in the input plane), got " + std::to_string(ip[i]));
-  FArray dx = input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy, &idx});
+  std::optional<FArray> y;
+  if (!y_obj.is_none()) {
+    y = as_float(y_obj, op, "y");
+    expect_shape(*y, pool_out_shape(s, one_d), op, "y");
+  }
+  FArray dx = y ? input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy, &idx, &*y})
+                : input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy, &idx});
+  int64_t bad;
   {
     py::gil_scoped_release nogil;
-    max_pool2d_backward(dx.mutable_data(), dy.data(), idx.data(), s);
+    bad = y ? max_pool2d_relu_backward_checked(tier, dx.mutable_data(), dy.data(), idx.data(),
+                                               y->data(), s)
+            : max_pool2d_backward_checked(tier, dx.mutable_data(), dy.data(), idx.data(), s);
   }
+  // dx is left partly written: a fresh one is dropped, out= holds no result (as after any
+  // failed op)
+  if (bad >= 0)
+    throw py::value_error(op + ": indices must be in [0, " + std::to_string(s.H * s.W) +
+                          ") (a position in the input plane), got " +
+                          std::to_string(idx.data()[bad]));
   return dx;
 }
 
 FArray avg_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d,
-                        bool count_include_pad, bool ref, py::handle out, const std::string& op) {
+                        bool count_include_pad, SimdTier tier, py::handle out,
+                        const std::string& op) {
   FArray y = output<float>(out, pool_out_shape(s, one_d), op, "out", {&x});
   {
     py::gil_scoped_release nogil;
-    if (ref)
-      avg_pool2d_forward__ref(y.mutable_data(), x.data(), s, count_include_pad);
-    else
-      avg_pool2d_forward(y.mutable_data(), x.data(), s, count_include_pad);
+    avg_pool2d_forward(tier, y.mutable_data(), x.data(), s, count_include_pad);
   }
   return y;
 }
 
 FArray avg_pool_backward(py::handle grad_output, const std::vector<int64_t>& input_shape,
                          const Pool2dShape& s, bool one_d, bool count_include_pad,
-                         const std::string& op, py::handle out) {
+                         const std::string& op, py::handle out, SimdTier tier) {
   FArray dy = as_float(grad_output, op, "grad_output");
   expect_shape(dy, pool_out_shape(s, one_d), op, "grad_output");
   FArray dx = input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy});
   {
     py::gil_scoped_release nogil;
-    avg_pool2d_backward(dx.mutable_data(), dy.data(), s, count_include_pad);
+    avg_pool2d_backward(tier, dx.mutable_data(), dy.data(), s, count_include_pad);
   }
   return dx;
 }
@@ -458,6 +479,57 @@ Shape param_shape(py::handle param, const std::string& op) {
                          Py_TYPE(param.ptr())->tp_name);
   auto a = py::reinterpret_borrow<py::array>(param);
   return Shape(a.shape(), a.shape() + a.ndim());
+}
+
+// The batched optimizer steps (sgd_step_many, adam_step_many) take lists of tensors and only
+// the arrays the per-tensor steps would accept without converting anything: each a float32
+// C-contiguous numpy array of its parameter's shape (writable for the parameter and its
+// state), none overlapping another of its parameter's. plain_tensors checks one list.
+bool plain_tensors(py::handle list, size_t count, bool writable, std::vector<py::array>& out) {
+  if (!py::isinstance<py::list>(list) || py::len(list) != count) return false;
+  out.clear();
+  for (py::handle obj : py::reinterpret_borrow<py::list>(list)) {
+    if (!py::isinstance<py::array>(obj)) return false;
+    auto a = py::reinterpret_borrow<py::array>(obj);
+    if (!a.dtype().is(py::dtype::of<float>()) || !(a.flags() & py::array::c_style) ||
+        (writable && !a.writeable()))
+      return false;
+    out.push_back(a);
+  }
+  return true;
+}
+
+float* floats(py::array& a) { return static_cast<float*>(a.mutable_data()); }
+const float* const_floats(const py::array& a) { return static_cast<const float*>(a.data()); }
+
+bool same_shape(const py::array& a, const py::array& b) {
+  if (a.ndim() != b.ndim()) return false;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d)
+    if (a.shape(d) != b.shape(d)) return false;
+  return true;
+}
+
+// Tensor i of every list has the shape of shapes[i] (a tuple) and no two overlap.
+bool tensors_fit(py::handle shapes, const std::vector<std::vector<py::array>*>& lists) {
+  if (!py::isinstance<py::list>(shapes)) return false;
+  auto sl = py::reinterpret_borrow<py::list>(shapes);
+  const size_t count = lists[0]->size();
+  if (sl.size() != count) return false;
+  for (size_t i = 0; i < count; ++i) {
+    const py::array& p = (*lists[0])[i];
+    if (!py::isinstance<py::tuple>(sl[i])) return false;
+    auto shape = py::reinterpret_borrow<py::tuple>(sl[i]);
+    if (static_cast<py::ssize_t>(shape.size()) != p.ndim()) return false;
+    for (py::ssize_t d = 0; d < p.ndim(); ++d)
+      if (!py::isinstance<py::int_>(shape[d]) || shape[d].cast<py::ssize_t>() != p.shape(d))
+        return false;
+    for (size_t a = 0; a < lists.size(); ++a) {
+      if (!same_shape((*lists[a])[i], p)) return false;
+      for (size_t b = 0; b < a; ++b)
+        if (overlaps((*lists[a])[i], (*lists[b])[i])) return false;
+    }
+  }
+  return true;
 }
 
 // Predictions and targets of an elementwise loss: any shape, the same for both.
@@ -579,80 +651,122 @@ PYBIND11_MODULE(_core, m) {
 
   // --- pooling: 2-D takes (kh, kw), (sh, sw), (top, bottom, left, right); 1-D takes k, s,
   // (left, right) ---------------------------------------------------------------------------
+  // tier= (a tier name) runs that SIMD tier instead of the active one: the tier tests' hook.
+  using OptTier = std::optional<std::string>;
   m.def(
       "max_pool2d_forward",
-      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool ref, py::handle out) {
-        FArray x = as_float(x_obj, "max_pool2d", "input");
-        return max_pool_forward(x, pool2d_checked(x, "max_pool2d", kernel, stride, pad), false,
-                                ref, out, "max_pool2d");
+      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool ref, py::handle out, OptTier tier) {
+        const std::string op = "max_pool2d";
+        FArray x = as_float(x_obj, op, "input");
+        return max_pool_forward(x, pool2d_checked(x, op, kernel, stride, pad), false,
+                                pool_tier(ref, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("ref") = false, py::arg("out") = py::none());
+      py::arg("ref") = false, py::arg("out") = py::none(), py::arg("tier") = py::none());
   m.def(
       "max_pool1d_forward",
-      [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, py::handle out) {
-        FArray x = as_float(x_obj, "max_pool1d", "input");
-        return max_pool_forward(x, pool1d_checked(x, "max_pool1d", kernel, stride, pad), true,
-                                false, out, "max_pool1d");
+      [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, py::handle out, OptTier tier) {
+        const std::string op = "max_pool1d";
+        FArray x = as_float(x_obj, op, "input");
+        return max_pool_forward(x, pool1d_checked(x, op, kernel, stride, pad), true,
+                                pool_tier(false, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("out") = py::none());
+      py::arg("out") = py::none(), py::arg("tier") = py::none());
   m.def(
       "max_pool2d_backward",
       [](py::handle dy, py::handle idx, std::vector<int64_t> in, I2 kernel, I2 stride, I4 pad,
-         py::handle out) {
-        Pool2dShape s = pool_shape_from(in, false, "max_pool2d_backward", kernel, stride, pad);
-        return max_pool_backward(dy, idx, in, s, false, "max_pool2d_backward", out);
+         py::handle out, OptTier tier) {
+        const std::string op = "max_pool2d_backward";
+        Pool2dShape s = pool_shape_from(in, false, op, kernel, stride, pad);
+        return max_pool_backward(dy, idx, in, s, false, op, out, pool_tier(false, tier, op));
       },
       py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size"),
-      py::arg("stride"), py::arg("padding"), py::arg("out") = py::none());
+      py::arg("stride"), py::arg("padding"), py::arg("out") = py::none(),
+      py::arg("tier") = py::none());
+  // ReLU then max pooling, in one pass (a model fuses a ReLU layer followed by MaxPool2d):
+  // the same y, indices and input gradient as relu_forward, max_pool2d_forward,
+  // max_pool2d_backward and relu_backward, bit for bit, without relu(x) ever written. The
+  // backward takes y, the forward's pooled output.
+  m.def(
+      "max_pool2d_relu_forward",
+      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, py::handle out, OptTier tier) {
+        const std::string op = "max_pool2d_relu";
+        FArray x = as_float(x_obj, op, "input");
+        return max_pool_forward(x, pool2d_checked(x, op, kernel, stride, pad), false,
+                                pool_tier(false, tier, op), out, op, true);
+      },
+      py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
+      py::arg("out") = py::none(), py::arg("tier") = py::none());
+  m.def(
+      "max_pool2d_relu_backward",
+      [](py::handle dy, py::handle idx, py::handle y, std::vector<int64_t> in, I2 kernel,
+         I2 stride, I4 pad, py::handle out, OptTier tier) {
+        const std::string op = "max_pool2d_relu_backward";
+        Pool2dShape s = pool_shape_from(in, false, op, kernel, stride, pad);
+        return max_pool_backward(dy, idx, in, s, false, op, out, pool_tier(false, tier, op), y);
+      },
+      py::arg("grad_output"), py::arg("indices"), py::arg("y"), py::arg("input_shape"),
+      py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("out") = py::none(),
+      py::arg("tier") = py::none());
   m.def(
       "max_pool1d_backward",
       [](py::handle dy, py::handle idx, std::vector<int64_t> in, int64_t kernel, int64_t stride,
-         I2 pad, py::handle out) {
-        Pool2dShape s = pool_shape_from(in, true, "max_pool1d_backward", {1, kernel},
-                                        {1, stride}, {0, 0, pad[0], pad[1]});
-        return max_pool_backward(dy, idx, in, s, true, "max_pool1d_backward", out);
+         I2 pad, py::handle out, OptTier tier) {
+        const std::string op = "max_pool1d_backward";
+        Pool2dShape s = pool_shape_from(in, true, op, {1, kernel}, {1, stride},
+                                        {0, 0, pad[0], pad[1]});
+        return max_pool_backward(dy, idx, in, s, true, op, out, pool_tier(false, tier, op));
       },
       py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size"),
-      py::arg("stride"), py::arg("padding"), py::arg("out") = py::none());
+      py::arg("stride"), py::arg("padding"), py::arg("out") = py::none(),
+      py::arg("tier") = py::none());
   m.def(
       "avg_pool2d_forward",
-      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool cip, bool ref, py::handle out) {
-        FArray x = as_float(x_obj, "avg_pool2d", "input");
-        return avg_pool_forward(x, pool2d_checked(x, "avg_pool2d", kernel, stride, pad), false,
-                                cip, ref, out, "avg_pool2d");
+      [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool cip, bool ref, py::handle out,
+         OptTier tier) {
+        const std::string op = "avg_pool2d";
+        FArray x = as_float(x_obj, op, "input");
+        return avg_pool_forward(x, pool2d_checked(x, op, kernel, stride, pad), false, cip,
+                                pool_tier(ref, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("count_include_pad"), py::arg("ref") = false, py::arg("out") = py::none());
+      py::arg("count_include_pad"), py::arg("ref") = false, py::arg("out") = py::none(),
+      py::arg("tier") = py::none());
   m.def(
       "avg_pool1d_forward",
-      [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, bool cip, py::handle out) {
-        FArray x = as_float(x_obj, "avg_pool1d", "input");
-        return avg_pool_forward(x, pool1d_checked(x, "avg_pool1d", kernel, stride, pad), true,
-                                cip, false, out, "avg_pool1d");
+      [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, bool cip, py::handle out,
+         OptTier tier) {
+        const std::string op = "avg_pool1d";
+        FArray x = as_float(x_obj, op, "input");
+        return avg_pool_forward(x, pool1d_checked(x, op, kernel, stride, pad), true, cip,
+                                pool_tier(false, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("count_include_pad"), py::arg("out") = py::none());
+      py::arg("count_include_pad"), py::arg("out") = py::none(), py::arg("tier") = py::none());
   m.def(
       "avg_pool2d_backward",
       [](py::handle dy, std::vector<int64_t> in, I2 kernel, I2 stride, I4 pad, bool cip,
-         py::handle out) {
-        Pool2dShape s = pool_shape_from(in, false, "avg_pool2d_backward", kernel, stride, pad);
-        return avg_pool_backward(dy, in, s, false, cip, "avg_pool2d_backward", out);
+         py::handle out, OptTier tier) {
+        const std::string op = "avg_pool2d_backward";
+        Pool2dShape s = pool_shape_from(in, false, op, kernel, stride, pad);
+        return avg_pool_backward(dy, in, s, false, cip, op, out, pool_tier(false, tier, op));
       },
       py::arg("grad_output"), py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"),
-      py::arg("padding"), py::arg("count_include_pad"), py::arg("out") = py::none());
+      py::arg("padding"), py::arg("count_include_pad"), py::arg("out") = py::none(),
+      py::arg("tier") = py::none());
   m.def(
       "avg_pool1d_backward",
       [](py::handle dy, std::vector<int64_t> in, int64_t kernel, int64_t stride, I2 pad,
-         bool cip, py::handle out) {
-        Pool2dShape s = pool_shape_from(in, true, "avg_pool1d_backward", {1, kernel},
-                                        {1, stride}, {0, 0, pad[0], pad[1]});
-        return avg_pool_backward(dy, in, s, true, cip, "avg_pool1d_backward", out);
+         bool cip, py::handle out, OptTier tier) {
+        const std::string op = "avg_pool1d_backward";
+        Pool2dShape s = pool_shape_from(in, true, op, {1, kernel}, {1, stride},
+                                        {0, 0, pad[0], pad[1]});
+        return avg_pool_backward(dy, in, s, true, cip, op, out, pool_tier(false, tier, op));
       },
       py::arg("grad_output"), py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"),
-      py::arg("padding"), py::arg("count_include_pad"), py::arg("out") = py::none());
+      py::arg("padding"), py::arg("count_include_pad"), py::arg("out") = py::none(),
+      py::arg("tier") = py::none());
   m.def(
       "global_avg_pool2d_forward",
       [](py::handle x_obj, py::handle out) {
@@ -933,6 +1047,62 @@ PYBIND11_MODULE(_core, m) {
       py::arg("param"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("grad"),
       py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
       py::arg("weight_decay"), py::arg("ref") = false);
+
+  // One call for all of an optimizer's parameters (Optimizer.step's common case): the same
+  // per-tensor ops in list order, so bit-identical to a sgd_step / adam_step call per tensor.
+  // Returns False, having changed nothing, unless every array is as plain_tensors describes
+  // and of the shape in `shapes` (a list of tuples); the caller then takes the per-tensor
+  // path, whose checks name what is wrong.
+  m.def(
+      "sgd_step_many",
+      [](py::handle params, py::handle bufs, py::handle grads, py::handle shapes, double lr,
+         double momentum, bool nesterov, double weight_decay, bool first) {
+        std::vector<py::array> p, b, g;
+        const size_t count = py::isinstance<py::list>(params) ? py::len(params) : 0;
+        const bool with_buf = momentum != 0.0;
+        if (!plain_tensors(params, count, true, p) || !plain_tensors(grads, count, false, g) ||
+            (with_buf && !plain_tensors(bufs, count, true, b)))
+          return false;
+        std::vector<std::vector<py::array>*> lists{&p, &g};
+        if (with_buf) lists.push_back(&b);
+        if (!tensors_fit(shapes, lists)) return false;
+        struct Sgd { float *p, *buf; const float* g; int64_t n; };
+        std::vector<Sgd> t(count);
+        for (size_t i = 0; i < count; ++i)
+          t[i] = {floats(p[i]), with_buf ? floats(b[i]) : nullptr, const_floats(g[i]), p[i].size()};
+        py::gil_scoped_release nogil;
+        for (const Sgd& x : t)
+          sgd_step(x.p, x.buf, x.g, x.n, lr, momentum, nesterov, weight_decay, first);
+        return true;
+      },
+      py::arg("params"), py::arg("momentum_buffers"), py::arg("grads"), py::arg("shapes"),
+      py::arg("lr"), py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"),
+      py::arg("first"));
+  m.def(
+      "adam_step_many",
+      [](py::handle params, py::handle exp_avgs, py::handle exp_avg_sqs, py::handle grads,
+         py::handle shapes, int64_t step, double lr, double beta1, double beta2, double eps,
+         double weight_decay) {
+        if (step < 1)
+          throw py::value_error("adam_step_many: step must be >= 1, got " + std::to_string(step));
+        std::vector<py::array> p, m1, m2, g;
+        const size_t count = py::isinstance<py::list>(params) ? py::len(params) : 0;
+        if (!plain_tensors(params, count, true, p) || !plain_tensors(grads, count, false, g) ||
+            !plain_tensors(exp_avgs, count, true, m1) ||
+            !plain_tensors(exp_avg_sqs, count, true, m2) || !tensors_fit(shapes, {&p, &g, &m1, &m2}))
+          return false;
+        struct Adam { float *p, *m, *v; const float* g; int64_t n; };
+        std::vector<Adam> t(count);
+        for (size_t i = 0; i < count; ++i)
+          t[i] = {floats(p[i]), floats(m1[i]), floats(m2[i]), const_floats(g[i]), p[i].size()};
+        py::gil_scoped_release nogil;
+        for (const Adam& x : t)
+          adam_step(x.p, x.m, x.v, x.g, x.n, lr, beta1, beta2, eps, weight_decay, step);
+        return true;
+      },
+      py::arg("params"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("grads"),
+      py::arg("shapes"), py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
+      py::arg("eps"), py::arg("weight_decay"));
 
   m.def(
       "softmax_xent_soft_forward",

@@ -215,3 +215,38 @@ def test_config_round_trip(name, rng):
 def test_bad_constructor_arguments(make, exc, msg):
     with pytest.raises(exc, match=msg):
         make()
+
+
+def test_per_shape_plans_follow_shape_and_setting_changes(rng):
+    """Layers work out per input shape once (_plans): alternating shapes, a setting changed
+    after construction and a bad input after good ones behave as on a first call."""
+    pool = L.MaxPool2d(2)
+    pool.reuse_buffers = True
+    for shape in [(4, 3, 8, 8), (2, 3, 8, 8), (4, 3, 6, 10), (4, 3, 8, 8)]:
+        x = exact_ints(rng, *shape)
+        y = pool.forward(x)
+        np.testing.assert_array_equal(y, ref.max_pool2d(x, (2, 2), (2, 2))[0])
+        dy = exact_ints(rng, *y.shape)
+        dx = pool.backward(dy)
+        assert dx.shape == shape
+    pool.padding = (1, 1)  # settings are part of the plan's key
+    x = exact_ints(rng, 2, 3, 8, 8)
+    np.testing.assert_array_equal(pool.forward(x), ref.max_pool2d(x, (2, 2), (2, 2), (1, 1, 1, 1))[0])
+    with pytest.raises(ValueError, match=r"MaxPool2d expected input with 4 dimensions"):
+        pool.forward(np.zeros((3, 8, 8), np.float32))
+    conv = L.Conv2d(3, 2, 3)
+    conv.reuse_buffers = True
+    conv.forward(np.zeros((2, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"expected 3 channels at axis 1"):
+        conv.forward(np.zeros((2, 4, 8, 8), np.float32))
+    conv.padding = (1, 1)
+    assert conv.forward(np.zeros((2, 3, 8, 8), np.float32)).shape == (2, 2, 8, 8)
+    relu = L.ReLU()
+    relu.reuse_buffers = True
+    a = relu.forward(np.ones((4, 5), np.float32))
+    b = relu.forward(np.ones((2, 5), np.float32))
+    assert b.ctypes.data == a.ctypes.data  # still a view of the one buffer
+    np.testing.assert_array_equal(relu.backward(np.full((2, 5), 3, np.float32)), np.full((2, 5), 3))
+    flat = L.Flatten()
+    assert flat.forward([[1, 2], [3, 4]]).shape == (2, 2)  # array-likes still accepted
+    assert flat.backward([[1, 2], [3, 4]]).shape == (2, 2)

@@ -271,3 +271,76 @@ def test_terminate_on_nan_stops_training(rng, capsys):
               callbacks=[cnnkit.callbacks.TerminateOnNaN()])
     assert len(h.history["loss"]) == 1
     assert "nan" in capsys.readouterr().out.lower()
+
+
+def test_in_place_activations_change_no_result_and_no_caller_array(rng, monkeypatch):
+    """Inside a model an activation overwrites the output array of the layer before (when
+    that layer's backward does not read it) and, in backward, the gradient array of the layer
+    after; results equal those without, and arrays the caller passed are kept."""
+    def build():
+        cnnkit.set_random_seed(5)
+        return cnnkit.Sequential([L.ReLU(), L.Linear(6, 5), L.ReLU(), L.Linear(5, 4), L.Tanh(),
+                                  L.Dropout(0.5), L.Sigmoid(), L.Linear(4, 3), L.ReLU()]).eval()
+    x = rng.standard_normal((7, 6)).astype(np.float32)
+    g = rng.standard_normal((7, 3)).astype(np.float32)
+    keep_x, keep_g = x.copy(), g.copy()
+    m = build()
+    y = m.forward(x)
+    dx = m.backward(g)
+    np.testing.assert_array_equal(x, keep_x)  # the first layer got the caller's array
+    np.testing.assert_array_equal(g, keep_g)  # the last layer got the caller's array
+    assert m.layers[2]._input_is_scratch and not m.layers[6]._input_is_scratch  # Tanh's output is kept
+    assert m.layers[2]._grad_is_scratch and m.layers[4]._grad_is_scratch
+    monkeypatch.setattr(L.Layer, "_owns", lambda self, grad: False)
+    monkeypatch.setattr(L.Layer, "_owns_output", lambda self, y: False)
+    plain = build()
+    np.testing.assert_array_equal(plain.forward(x), y)
+    np.testing.assert_array_equal(plain.backward(g), dx)
+    for a, b in zip(m.layers, plain.layers):
+        for k in a.grads:
+            np.testing.assert_array_equal(a.grads[k], b.grads[k])
+
+
+def test_fused_relu_max_pool_trains_bit_for_bit_like_the_two_layers(rng, monkeypatch):
+    """A model runs ReLU + MaxPool2d as one pass (_stages); training with and without the
+    fusion (and the in-place activations) gives the same parameters bit for bit."""
+    x = rng.standard_normal((16, 1, 28, 28)).astype(np.float32)
+    x[0, 0, :4, :4] = -0.0  # ties at zero after the ReLU
+    y = rng.integers(0, 10, 16)
+
+    def train():
+        cnnkit.set_random_seed(11)
+        m = lenet()
+        m.compile(optimizer=cnnkit.optim.SGD(learning_rate=0.05, momentum=0.9), loss="cross_entropy")
+        for _ in range(3):
+            m.train_on_batch(x, y)
+        m.forward(x)
+        return m, m.backward(np.ones((16, 10), np.float32))
+
+    fused, dx = train()
+    assert [f for _, f, _ in fused._stages] == [False, True, False, True] + [False] * 6
+    monkeypatch.setattr(cnnkit.Sequential, "_plan_stages",
+                        lambda self: [(layer, False, True) for layer in self._layers])
+    monkeypatch.setattr(L.Layer, "_owns", lambda self, grad: False)
+    monkeypatch.setattr(L.Layer, "_owns_output", lambda self, y: False)
+    plain, dx_plain = train()
+    np.testing.assert_array_equal(dx, dx_plain)
+    for k, v in fused.state_dict().items():
+        assert v.tobytes() == plain.state_dict()[k].tobytes(), k
+
+
+def test_subclassed_layers_get_no_in_place_neighbours(rng):
+    """A subclass of a cnnkit layer may keep its output or gradient arrays: the activations
+    next to it compute into their own arrays."""
+    class KeepsOutput(L.Linear):
+        def forward(self, x):
+            self.kept = super().forward(x)
+            return self.kept
+
+    m = cnnkit.Sequential([KeepsOutput(4, 3), L.ReLU()])
+    m.layers[0].params["weight"][...] = -1.0
+    m.layers[0].params["bias"][...] = 0.0
+    y = m.forward(np.ones((5, 4), np.float32))
+    assert not m.layers[1]._input_is_scratch
+    np.testing.assert_array_equal(y, 0.0)
+    np.testing.assert_array_equal(m.layers[0].kept, -4.0)  # not overwritten by the ReLU

@@ -344,3 +344,75 @@ def test_get():
         optim.SGD.from_config({"name": "adam"})
     with pytest.raises(ValueError, match="no 'name'"):
         optim.Optimizer.from_config({"learning_rate": 0.1})
+
+
+# --- the batched step (one core call for all parameters) -----------------------------------
+
+def per_tensor(opt):
+    """opt with the batched step switched off: every step takes the per-tensor path."""
+    opt._step_all = lambda params, grads, step: False
+    return opt
+
+
+@pytest.mark.parametrize("name,cfg", [("sgd", c) for c in SGD_CASES.values()] +
+                         [("adam", c) for c in ADAM_CASES.values()],
+                         ids=[f"sgd-{k}" for k in SGD_CASES] + [f"adam-{k}" for k in ADAM_CASES])
+def test_batched_step_is_bitwise_the_per_tensor_step(name, cfg, rng):
+    params = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    twins = [p.copy() for p in params]
+    fast, slow = make(name, cfg), per_tensor(make(name, cfg))
+    for step in range(4):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+        fast.step(params, grads)
+        slow.step(twins, [g.copy() for g in grads])
+        for a, b in zip(params, twins):
+            assert a.tobytes() == b.tobytes()
+    sd_fast, sd_slow = fast.state_dict(), slow.state_dict()
+    assert sd_fast.keys() == sd_slow.keys() and fast.iterations == slow.iterations == 4
+    for k in sd_fast:
+        assert np.asarray(sd_fast[k]).tobytes() == np.asarray(sd_slow[k]).tobytes(), k
+
+
+def test_batched_step_is_taken_after_the_first_step(rng, monkeypatch):
+    params = _params(rng)
+    opt = optim.SGD(0.1, momentum=0.9)
+    taken = []
+    real = _core.sgd_step_many
+    monkeypatch.setattr(_core, "sgd_step_many", lambda *a: taken.append(real(*a)) or taken[-1])
+    for _ in range(3):
+        opt.step(params, [np.ones_like(p) for p in params])
+    assert taken == [True, True]  # the first step creates the momentum buffers
+
+
+def test_batched_step_leaves_bad_arguments_to_the_per_tensor_checks(rng):
+    """After a first step (state exists), each bad call changes nothing in the core's batched
+    step and raises what the per-tensor path raises."""
+    params = _params(rng)
+    opt = optim.SGD(0.1, momentum=0.9)
+    good = [np.ones_like(p) for p in params]
+    opt.step(params, good)
+    before = [p.copy() for p in params]
+    with pytest.raises(ValueError, match=r"grads\[2\] has shape \(2, 3, 3, 2\) but params\[2\]"):
+        opt.step(params, good[:2] + [np.ones((2, 3, 3, 2), np.float32)])
+    with pytest.raises(ValueError, match="3 params but 2 grads"):
+        opt.step(params, good[:2])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        opt.step([params[0].T] + params[1:], [good[0].T] + good[1:])
+    readonly = params[1].copy()
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        opt.step([params[0], readonly, params[2]], good)
+    with pytest.raises(ValueError, match=r"params\[0\]: sgd_step: param overlaps an input array"):
+        opt.step(params, [params[0]] + good[1:])
+    with pytest.raises(ValueError, match="differ from those of earlier steps"):
+        opt.step(params[:2], good[:2])
+    for a, b in zip(params, before):
+        np.testing.assert_array_equal(a, b)
+    # float64 gradients are converted by the per-tensor path: same update as float32 ones
+    twins = [p.copy() for p in params]
+    twin_opt = per_tensor(optim.SGD(0.1, momentum=0.9))
+    twin_opt.load_state_dict(opt.state_dict())
+    opt.step(params, [g.astype(np.float64) for g in good])
+    twin_opt.step(twins, good)
+    for a, b in zip(params, twins):
+        assert a.tobytes() == b.tobytes()

@@ -192,6 +192,154 @@ def test_fast_pooling_matches_cpp_ref_bit_for_bit(case, rng):
                                       cnnkit._core.avg_pool2d_forward(x, *args, cip, ref=True))
 
 
+# --- every SIMD tier against the __ref loops, bit for bit (tier= is the bindings' hook) --------
+
+TIERS = cnnkit._core.simd_tiers_supported()
+
+# name: (input shape, kernel, stride, (top, bottom, left, right)). Cases for the vector
+# kernels' paths and edges: the 2x2 stride-2 kernels (rows of 5 to 33 outputs, one and several
+# 16-wide blocks, odd sizes leaving a row/column uncovered, bottom/right padding), the general
+# forward at column stride 1 and 2 (left padding, kernels wider than 16 taps), the tiled
+# backward with top/left padding and 1-row windows, and shapes left to the plain loops.
+TIER_CASES = {
+    "2x2_lenet_pool2_w10": ((2, 3, 10, 10), (2, 2), (2, 2), (0, 0, 0, 0)),
+    "2x2_lenet_pool1_w28": ((2, 3, 28, 28), (2, 2), (2, 2), (0, 0, 0, 0)),
+    "2x2_odd_h_w": ((2, 2, 9, 35), (2, 2), (2, 2), (0, 0, 0, 0)),
+    "2x2_two_blocks_w64": ((1, 2, 4, 64), (2, 2), (2, 2), (0, 0, 0, 0)),
+    "2x2_w33_same": ((1, 2, 7, 33), (2, 2), (2, 2), (0, 1, 0, 1)),
+    "2x2_w17_rows_of_8": ((1, 3, 6, 17), (2, 2), (2, 2), (0, 0, 0, 0)),
+    "2x2_top_left_pad": ((1, 2, 7, 19), (2, 2), (2, 2), (1, 0, 1, 0)),
+    "3x3_s2_p1": ((2, 2, 13, 37), (3, 3), (2, 2), (1, 1, 1, 1)),
+    "3x3_s1_p1": ((1, 3, 9, 21), (3, 3), (1, 1), (1, 1, 1, 1)),
+    "3x2_s3x2": ((2, 2, 11, 30), (3, 2), (3, 2), (0, 1, 0, 1)),
+    "1x2_rows": ((2, 2, 3, 41), (1, 2), (1, 2), (0, 0, 0, 0)),
+    "wide_1x20_s1": ((1, 2, 2, 45), (1, 20), (1, 1), (0, 0, 3, 3)),
+    "wide_1x19_s2": ((1, 2, 2, 60), (1, 19), (1, 2), (0, 0, 9, 9)),
+    "stride3_plain_loops": ((1, 2, 10, 10), (3, 3), (3, 3), (0, 0, 0, 0)),
+    "empty_batch": ((0, 3, 8, 8), (2, 2), (2, 2), (0, 0, 0, 0)),
+}
+
+
+def special_values(rng, shape):
+    """Small integers (ties) with NaN, -inf, +inf and -0.0 sprinkled in."""
+    x = rng.integers(-3, 4, shape).astype(np.float32)
+    r = rng.random(shape)
+    x[r < 0.05] = np.nan
+    x[(r >= 0.05) & (r < 0.1)] = -np.inf
+    x[(r >= 0.1) & (r < 0.12)] = np.inf
+    x[(r >= 0.12) & (r < 0.2)] = -0.0
+    return x
+
+
+def same_bits(a, b):
+    """Bit for bit (so +0 and -0 differ), except that a NaN may be any NaN: which NaN an
+    operation on two NaNs returns (inf - inf makes one) depends on the operand order the
+    compiler picked, and differed between an -O1 and an -O3 build."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.kind != "f":
+        return a.tobytes() == b.tobytes()
+    nan = np.isnan(a)
+    return np.array_equal(nan, np.isnan(b)) and a[~nan].tobytes() == b[~nan].tobytes()
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("case", TIER_CASES.values(), ids=TIER_CASES.keys())
+def test_pool_tiers_match_ref_bit_for_bit(case, tier, rng):
+    shape, k, s, pads = case
+    core = cnnkit._core
+    for x in (special_values(rng, shape), rng.standard_normal(shape).astype(np.float32)):
+        y_ref, i_ref = core.max_pool2d_forward(x, k, s, pads, ref=True)
+        y, i = core.max_pool2d_forward(x, k, s, pads, tier=tier)
+        assert same_bits(y, y_ref) and same_bits(i, i_ref)
+        dy = special_values(rng, y.shape)
+        dx = core.max_pool2d_backward(dy, i, x.shape, k, s, pads, tier=tier)
+        assert same_bits(dx, core.max_pool2d_backward(dy, i, x.shape, k, s, pads, tier="ref"))
+        # indices from elsewhere (in range, mostly outside their windows): the scatter's sums
+        other = rng.integers(0, shape[2] * shape[3], i.shape)
+        dx = core.max_pool2d_backward(dy, other, x.shape, k, s, pads, tier=tier)
+        assert same_bits(dx, core.max_pool2d_backward(dy, other, x.shape, k, s, pads, tier="ref"))
+        # ReLU then max pooling, fused: the two ops' results bit for bit
+        rx = core.relu_forward(x)
+        yr_ref, ir_ref = core.max_pool2d_forward(rx, k, s, pads, ref=True)
+        yr, ir = core.max_pool2d_relu_forward(x, k, s, pads, tier=tier)
+        assert same_bits(yr, yr_ref) and same_bits(ir, ir_ref)
+        want = core.relu_backward(core.max_pool2d_backward(dy, ir, x.shape, k, s, pads, tier="ref"), rx)
+        assert same_bits(core.max_pool2d_relu_backward(dy, ir, yr, x.shape, k, s, pads, tier=tier), want)
+        for cip in (True, False):
+            a = core.avg_pool2d_forward(x, k, s, pads, cip, tier=tier)
+            assert same_bits(a, core.avg_pool2d_forward(x, k, s, pads, cip, ref=True))
+            da = core.avg_pool2d_backward(dy, x.shape, k, s, pads, cip, tier=tier)
+            assert same_bits(da, core.avg_pool2d_backward(dy, x.shape, k, s, pads, cip, tier="ref"))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_pool1d_tiers_match_ref(tier, rng):
+    x = special_values(rng, (2, 3, 37))
+    core = cnnkit._core
+    for k, s, p in ((2, 2, (0, 0)), (3, 2, (1, 1)), (2, 2, (0, 1))):
+        y, i = core.max_pool1d_forward(x, k, s, p, tier=tier)
+        y_ref, i_ref = core.max_pool2d_forward(x[:, :, None, :], (1, k), (1, s), (0, 0) + p, ref=True)
+        assert same_bits(y, y_ref[:, :, 0]) and same_bits(i, i_ref[:, :, 0])
+        dy = special_values(rng, y.shape)
+        assert same_bits(core.max_pool1d_backward(dy, i, x.shape, k, s, p, tier=tier),
+                         core.max_pool1d_backward(dy, i, x.shape, k, s, p, tier="ref"))
+        for cip in (True, False):
+            assert same_bits(core.avg_pool1d_forward(x, k, s, p, cip, tier=tier),
+                             core.avg_pool1d_forward(x, k, s, p, cip, tier="ref"))
+            assert same_bits(core.avg_pool1d_backward(dy, x.shape, k, s, p, cip, tier=tier),
+                             core.avg_pool1d_backward(dy, x.shape, k, s, p, cip, tier="ref"))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_pool_tiers_do_not_depend_on_thread_count(tier, rng):
+    x = special_values(rng, (4, 16, 28, 28))
+    core = cnnkit._core
+    before = cnnkit.get_num_threads()
+    try:
+        out = []
+        for t in (1, 2):
+            cnnkit.set_num_threads(t)
+            y, i = core.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0, 0, 0), tier=tier)
+            dx = core.max_pool2d_backward(y, i, x.shape, (2, 2), (2, 2), (0, 0, 0, 0), tier=tier)
+            a = core.avg_pool2d_forward(x, (3, 3), (2, 2), (1, 1, 1, 1), False, tier=tier)
+            da = core.avg_pool2d_backward(a, x.shape, (3, 3), (2, 2), (1, 1, 1, 1), False, tier=tier)
+            out.append((y, i, dx, a, da))
+        for u, v in zip(*out):
+            assert same_bits(u, v)
+    finally:
+        cnnkit.set_num_threads(before)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_fused_relu_pool_checks_like_the_two_ops(tier):
+    x = np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8) - 100
+    y, idx = cnnkit._core.max_pool2d_relu_forward(x, (2, 2), (2, 2), (0, 0, 0, 0), tier=tier)
+    bad = idx.copy()
+    bad[0, 1, 3, 3] = 99
+    with pytest.raises(ValueError, match=r"max_pool2d_relu_backward: indices must be in \[0, 64\) .* got 99$"):
+        cnnkit._core.max_pool2d_relu_backward(y, bad, y, x.shape, (2, 2), (2, 2), (0, 0, 0, 0), tier=tier)
+    with pytest.raises(ValueError, match=r"expected y of shape \(2, 3, 4, 4\)"):
+        cnnkit._core.max_pool2d_relu_backward(y, idx, y[:1], x.shape, (2, 2), (2, 2), (0, 0, 0, 0), tier=tier)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_max_pool_backward_reports_the_first_bad_index_on_every_tier(tier):
+    x = np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8)
+    y, idx = cnnkit._core.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
+    bad = idx.copy()
+    bad[1, 0, 2, 1] = 64   # the first bad one in flat order
+    bad[1, 2, 0, 0] = -1
+    with pytest.raises(ValueError, match=r"indices must be in \[0, 64\) .* got 64$"):
+        cnnkit._core.max_pool2d_backward(y, bad, x.shape, (2, 2), (2, 2), (0, 0, 0, 0), tier=tier)
+
+
+def test_pool_tier_hook_rejects_unknown_tiers():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="unknown SIMD tier"):
+        cnnkit._core.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0, 0, 0), tier="sse9")
+
+
 # --- PyTorch as a second opinion ------------------------------------------------------------
 
 @needs_torch

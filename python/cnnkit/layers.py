@@ -15,6 +15,11 @@ cnnkit's generator (``cnnkit.set_random_seed``).
 
 Inside a model, layers reuse their output and gradient arrays from step to step
 (``reuse_buffers``); used on their own they return fresh arrays, like PyTorch.
+
+A training step calls every layer twice, so the per-call Python work is kept small: what
+depends only on the input's shape and the layer's settings (validation, padding, output
+shape, the reused output arrays) is worked out at the first call with that shape and looked
+up afterwards (``_plans``, ``_views``).
 """
 import math
 
@@ -49,6 +54,11 @@ class Layer:
         self.input_grad = True        # a model turns this off for its first layer
         self.reuse_buffers = False    # a model turns this on: outputs are reused across steps
         self._buffers = {}
+        self._views = {}              # (key, shape, dtype) -> the array _out returned for them
+        self._plans = {}              # input shape and settings -> what forward worked out
+        self._grad_is_scratch = False  # a model sets it: backward may overwrite grad_output
+        self._input_is_scratch = False  # a model sets it: forward may overwrite its input
+        self._y_out = None            # the reused array the last forward wrote its output to
 
     def forward(self, x):
         raise NotImplementedError
@@ -90,15 +100,52 @@ class Layer:
     def _out(self, key, shape, dtype=np.float32):
         """The array to write a result into: None (fresh) unless reuse_buffers, then a cached
         array. A smaller batch gets a leading-rows view of the cached one (still C-contiguous),
-        so a model's last, partial batch does not reallocate every epoch."""
+        so a model's last, partial batch does not reallocate every epoch. The array returned
+        for a (key, shape, dtype) is remembered and returned again."""
         if not self.reuse_buffers:
             return None
         shape = tuple(shape)
+        view = self._views.get((key, shape, dtype))
+        if view is not None:
+            return view
         buf = self._buffers.get(key)
         if (buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:]
                 or len(shape) == 0 or buf.shape[0] < shape[0]):
             buf = self._buffers[key] = np.empty(shape, dtype)
-        return buf[:shape[0]] if shape else buf
+        view = buf[:shape[0]] if shape else buf
+        if len(self._views) > 64:  # shapes keep changing: keep the views of the latest only
+            self._views.clear()
+        self._views[key, shape, dtype] = view
+        return view
+
+    def _dx(self):
+        """The array the input gradient goes to (None: fresh) for the last forward's input
+        shape, kept in that forward's plan."""
+        dx = self._plan[-1]
+        if dx is None and self.reuse_buffers:
+            dx = self._plan[-1] = self._out("dx", self._shape)
+        return dx
+
+    # Whether backward reads the forward output (then the layer after must not overwrite it).
+    _needs_output = False
+
+    def _owns_output(self, y):
+        """Whether y (what forward returned) is this layer's own reused output array, which
+        its backward does not read: the layer after may overwrite it."""
+        return y is self._y_out and y is not None and not self._needs_output
+
+    def _owns(self, grad):
+        """Whether grad (what backward returned) is this layer's own reused gradient array,
+        which nothing reads once the layer below has used it."""
+        plan = getattr(self, "_plan", None)
+        return plan is not None and grad is plan[-1]
+
+    def _remember(self, key, plan):
+        """Stores what forward worked out for the input shape and settings in key."""
+        if len(self._plans) > 16:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
 
     def _init_params(self, fan_in, weight_shape, bias):
         """PyTorch's default initialisation; grads as zero arrays of the same shapes."""
@@ -119,7 +166,7 @@ class Layer:
     def _expect_input(self, x, layout, channel_axis, channels):
         """Check rank and channels, with a hint when the data looks channels-last (Keras's
         habit): x.shape[channel_axis] is wrong but x.shape[-1] would fit."""
-        shape = np.shape(x)
+        shape = _shape_of(x)
         name = type(self).__name__
         ndim = layout.count(",") + 1
         if len(shape) != ndim:
@@ -132,6 +179,11 @@ class Layer:
                         f"use x.transpose{perm}")
             raise ValueError(f"{name} expected {channels} channels at axis {channel_axis} of input {layout}, "
                              f"got shape {shape}{hint}")
+
+
+def _shape_of(x):
+    """np.shape(x), read straight off an ndarray (the common case, and many times cheaper)."""
+    return x.shape if type(x) is np.ndarray else np.shape(x)
 
 
 def _positive(value, n, name, op):
@@ -183,17 +235,23 @@ class Conv2d(Layer):
         return (self.out_channels, oh, ow)
 
     def forward(self, x):
-        self._expect_input(x, "(N, C, H, W)", 1, self.in_channels)
-        self._x = x
-        self._pad = self._pads(np.shape(x))
-        n = np.shape(x)[0]
-        out = self._out("y", (n,) + self.output_shape(np.shape(x)[1:])) if self.reuse_buffers else None
+        shape = _shape_of(x)
+        key = (shape, self.reuse_buffers, self.padding, self.kernel_size, self.stride, self.dilation)
+        plan = self._plans.get(key)
+        if plan is None:
+            self._expect_input(x, "(N, C, H, W)", 1, self.in_channels)
+            pad = self._pads(shape)
+            out = self._out("y", (shape[0],) + self.output_shape(shape[1:])) if self.reuse_buffers else None
+            plan = self._remember(key, [pad, out, None])  # [2]: the dx array, once asked for
+        self._x, self._shape, self._plan = x, shape, plan
+        self._pad, out = plan[0], plan[1]
+        self._y_out = out
         return _core.conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride, self._pad,
                                     self.dilation, out=out, workspace=self._ws)
 
     def backward(self, grad_output):
         dw, db = self._param_grads()
-        dx = self._out("dx", np.shape(self._x)) if self.input_grad else None
+        dx = self._dx() if self.input_grad else None
         gx, _, _ = _core.conv2d_backward(grad_output, self._x, self.params["weight"], self.stride, self._pad,
                                          self.dilation, self.input_grad, dw is not None, db is not None,
                                          out=(dx, dw, db), workspace=self._ws)
@@ -237,16 +295,23 @@ class Conv1d(Layer):
         return (self.out_channels, ol)
 
     def forward(self, x):
-        self._expect_input(x, "(N, C, L)", 1, self.in_channels)
-        self._x = x
-        self._pad = self._pads(np.shape(x))
-        out = self._out("y", (np.shape(x)[0],) + self.output_shape(np.shape(x)[1:])) if self.reuse_buffers else None
+        shape = _shape_of(x)
+        key = (shape, self.reuse_buffers, self.padding, self.kernel_size, self.stride, self.dilation)
+        plan = self._plans.get(key)
+        if plan is None:
+            self._expect_input(x, "(N, C, L)", 1, self.in_channels)
+            pad = self._pads(shape)
+            out = self._out("y", (shape[0],) + self.output_shape(shape[1:])) if self.reuse_buffers else None
+            plan = self._remember(key, [pad, out, None])  # [2]: the dx array, once asked for
+        self._x, self._shape, self._plan = x, shape, plan
+        self._pad, out = plan[0], plan[1]
+        self._y_out = out
         return _core.conv1d_forward(x, self.params["weight"], self.params.get("bias"), self.stride, self._pad,
                                     self.dilation, out=out, workspace=self._ws)
 
     def backward(self, grad_output):
         dw, db = self._param_grads()
-        dx = self._out("dx", np.shape(self._x)) if self.input_grad else None
+        dx = self._dx() if self.input_grad else None
         gx, _, _ = _core.conv1d_backward(grad_output, self._x, self.params["weight"], self.stride, self._pad,
                                          self.dilation, self.input_grad, dw is not None, db is not None,
                                          out=(dx, dw, db), workspace=self._ws)
@@ -291,7 +356,7 @@ class _Pool(Layer):
         return (input_shape[0], ol)
 
     def _check(self, x):
-        shape = np.shape(x)
+        shape = _shape_of(x)
         if len(shape) != self.ndim + 2:
             layout = "(N, C, H, W)" if self.ndim == 2 else "(N, C, L)"
             raise ValueError(f"{type(self).__name__} expected input with {self.ndim + 2} dimensions {layout}, "
@@ -303,6 +368,20 @@ class _Pool(Layer):
         if self.ndim == 2:
             return self.kernel_size, self.stride, pads
         return self.kernel_size[0], self.stride[0], pads
+
+    def _plan_for(self, x):
+        """[input shape, padding, core arguments, output shape to reuse or None, dx array] for
+        x, checked at the first call with x's shape; sets self._plan to it."""
+        shape = _shape_of(x)
+        key = (shape, self.reuse_buffers, self.padding, self.kernel_size, self.stride)
+        plan = self._plans.get(key)
+        if plan is None:
+            self._check(x)
+            pad = self._pads(shape)
+            y_shape = shape[:1] + self.output_shape(shape[1:]) if self.reuse_buffers else None
+            plan = self._remember(key, [shape, pad, self._core_args(pad), y_shape, None])
+        self._plan = plan
+        return plan
 
     def get_config(self):
         unwrap = (lambda t: list(t)) if self.ndim == 2 else (lambda t: t[0])
@@ -316,20 +395,30 @@ class MaxPool2d(_Pool):
     ndim = 2
 
     def forward(self, x):
-        shape = self._check(x)
-        self._shape, self._pad = shape, self._pads(shape)
+        self._shape, self._pad, args, y_shape, _ = self._plan_for(x)
         fwd = _core.max_pool2d_forward if self.ndim == 2 else _core.max_pool1d_forward
-        out = None
-        if self.reuse_buffers:
-            oshape = shape[:1] + self.output_shape(shape[1:])
-            out = (self._out("y", oshape), self._out("indices", oshape, np.int64))
-        y, self._indices = fwd(x, *self._core_args(self._pad), out=out)
+        out = None if y_shape is None else (self._out("y", y_shape), self._out("indices", y_shape, np.int64))
+        self._y_out = None if out is None else out[0]
+        y, self._indices = fwd(x, *args, out=out)
         return y
 
     def backward(self, grad_output):
         bwd = _core.max_pool2d_backward if self.ndim == 2 else _core.max_pool1d_backward
-        return bwd(grad_output, self._indices, self._shape, *self._core_args(self._pad),
-                   out=self._out("dx", self._shape))
+        return bwd(grad_output, self._indices, self._shape, *self._plan[2], out=self._dx())
+
+    def _relu_forward(self, x):
+        """forward(relu(x)) in one pass, for a model running a ReLU layer and then this one
+        (2-D): the same output bit for bit, without relu(x) written and read back."""
+        self._shape, self._pad, args, y_shape, _ = self._plan_for(x)
+        out = None if y_shape is None else (self._out("y", y_shape), self._out("indices", y_shape, np.int64))
+        self._y_out = None  # _relu_backward reads the output: the layer after must not overwrite it
+        self._y, self._indices = _core.max_pool2d_relu_forward(x, *args, out=out)
+        return self._y
+
+    def _relu_backward(self, grad_output):
+        """The ReLU's input gradient after _relu_forward: backward then relu_backward's."""
+        return _core.max_pool2d_relu_backward(grad_output, self._indices, self._y, self._shape,
+                                              *self._plan[2], out=self._dx())
 
 
 class MaxPool1d(MaxPool2d):
@@ -349,16 +438,14 @@ class AvgPool2d(_Pool):
         self.count_include_pad = bool(count_include_pad)
 
     def forward(self, x):
-        shape = self._check(x)
-        self._shape, self._pad = shape, self._pads(shape)
+        self._shape, self._pad, args, y_shape, _ = self._plan_for(x)
         fwd = _core.avg_pool2d_forward if self.ndim == 2 else _core.avg_pool1d_forward
-        out = self._out("y", shape[:1] + self.output_shape(shape[1:])) if self.reuse_buffers else None
-        return fwd(x, *self._core_args(self._pad), self.count_include_pad, out=out)
+        self._y_out = out = None if y_shape is None else self._out("y", y_shape)
+        return fwd(x, *args, self.count_include_pad, out=out)
 
     def backward(self, grad_output):
         bwd = _core.avg_pool2d_backward if self.ndim == 2 else _core.avg_pool1d_backward
-        return bwd(grad_output, self._shape, *self._core_args(self._pad), self.count_include_pad,
-                   out=self._out("dx", self._shape))
+        return bwd(grad_output, self._shape, *self._plan[2], self.count_include_pad, out=self._dx())
 
     def get_config(self):
         return dict(super().get_config(), count_include_pad=self.count_include_pad)
@@ -379,7 +466,7 @@ class GlobalAvgPool2d(Layer):
         return (input_shape[0],)
 
     def forward(self, x):
-        self._shape = np.shape(x)
+        self._shape = _shape_of(x)
         out = self._out("y", self._shape[:2]) if len(self._shape) == 4 else None
         return _core.global_avg_pool2d_forward(x, out=out)
 
@@ -405,17 +492,21 @@ class Linear(Layer):
         return tuple(input_shape[:-1]) + (self.out_features,)
 
     def forward(self, x):
-        shape = np.shape(x)
+        shape = _shape_of(x)
         if len(shape) < 2 or shape[-1] != self.in_features:
             raise ValueError(f"Linear expected input of shape (N, ..., {self.in_features}), got shape {shape}"
                              + (" (add a Flatten layer before it?)" if len(shape) > 2 else ""))
-        self._x = x
-        out = self._out("y", shape[:-1] + (self.out_features,)) if self.reuse_buffers else None
-        return _core.linear_forward(x, self.params["weight"], self.params.get("bias"), out=out)
+        self._x, self._shape = x, shape
+        plan = self._plans.get((shape, self.reuse_buffers))
+        if plan is None:
+            out = self._out("y", shape[:-1] + (self.out_features,)) if self.reuse_buffers else None
+            plan = self._remember((shape, self.reuse_buffers), [out, None])
+        self._plan, self._y_out = plan, plan[0]
+        return _core.linear_forward(x, self.params["weight"], self.params.get("bias"), out=plan[0])
 
     def backward(self, grad_output):
         dw, db = self._param_grads()
-        dx = self._out("dx", np.shape(self._x)) if self.input_grad else None
+        dx = self._dx() if self.input_grad else None
         gx, _, _ = _core.linear_backward(grad_output, self._x, self.params["weight"], self.input_grad,
                                          dw is not None, db is not None, out=(dx, dw, db))
         return gx
@@ -428,14 +519,28 @@ class _Activation(Layer):
     """Elementwise activation whose derivative is a function of its output."""
 
     _forward = _backward = None
+    _needs_output = True
 
     def forward(self, x):
-        out = self._out("y", np.shape(x)) if self.reuse_buffers else None
+        self._shape = shape = _shape_of(x)
+        plan = self._plans.get((shape, self.reuse_buffers))
+        if plan is None:
+            plan = self._remember((shape, self.reuse_buffers), [None, None])  # y, dx: once asked for
+        self._plan = plan
+        if self._input_is_scratch:  # in place: one array fewer to write (LeNet's ReLU 1: 1.2 MB)
+            out = x
+        else:
+            out = plan[0]
+            if out is None and self.reuse_buffers:
+                out = plan[0] = self._out("y", shape)
         self._y = type(self)._forward(x, out=out)
         return self._y
 
     def backward(self, grad_output):
-        return type(self)._backward(grad_output, self._y, out=self._out("dx", np.shape(self._y)))
+        # in place when the model says grad_output is scratch: one array fewer to write
+        # (LeNet's first ReLU: 1.2 MB)
+        out = grad_output if self._grad_is_scratch else self._dx()
+        return type(self)._backward(grad_output, self._y, out=out)
 
 
 class ReLU(_Activation):
@@ -452,6 +557,8 @@ class Tanh(_Activation):
 
 class Softmax(Layer):
     """Softmax along axis (default: the last, the classes of a (N, K) input)."""
+
+    _needs_output = True
 
     def __init__(self, axis=-1):
         super().__init__()
@@ -494,12 +601,19 @@ class Flatten(Layer):
         return self._flat_shape((1,) + tuple(input_shape))[1:]
 
     def forward(self, x):
-        x = np.asarray(x)
+        if type(x) is not np.ndarray:
+            x = np.asarray(x)
         self._shape = x.shape
-        return x.reshape(self._flat_shape(x.shape))
+        key = (x.shape, self.start_dim, self.end_dim)
+        flat = self._plans.get(key)
+        if flat is None:
+            flat = self._remember(key, self._flat_shape(x.shape))
+        return x.reshape(flat)
 
     def backward(self, grad_output):
-        return np.asarray(grad_output).reshape(self._shape)
+        if type(grad_output) is not np.ndarray:
+            grad_output = np.asarray(grad_output)
+        return grad_output.reshape(self._shape)
 
     def get_config(self):
         return {"start_dim": self.start_dim, "end_dim": self.end_dim}

@@ -41,8 +41,8 @@ class Loss:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward: no loss to differentiate yet; "
                                f"call the loss on (y_pred, y_true) first")
-        if isinstance(grad, (bool, np.bool_)) or not isinstance(grad, (numbers.Real, np.floating,
-                                                                       np.integer)):
+        if type(grad) is not float and (isinstance(grad, (bool, np.bool_)) or not isinstance(
+                grad, (numbers.Real, np.floating, np.integer))):
             raise TypeError(f"{type(self).__name__}.backward: grad must be a number, got "
                             f"{type(grad).__name__}")
         if not math.isfinite(float(grad)):
@@ -92,9 +92,9 @@ class CrossEntropy(Loss):
 
     def __call__(self, y_pred, y_true):
         self._cache = None  # a failed call leaves nothing for backward
-        shape = np.shape(y_pred)
+        shape = y_pred.shape if type(y_pred) is np.ndarray else np.shape(y_pred)
         out = self._probs if self._probs is not None and self._probs.shape == shape else None
-        ndim = np.ndim(y_true)
+        ndim = y_true.ndim if type(y_true) is np.ndarray else np.ndim(y_true)
         if ndim == 1:
             loss, probs = _core.softmax_xent_forward(y_pred, y_true, out=out)
             # the labels are N ints: a private copy keeps backward right if the caller reuses them

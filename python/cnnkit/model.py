@@ -12,7 +12,8 @@ import time
 import numpy as np
 
 from . import _random, callbacks as callbacks_module, losses, metrics as metrics_module, optim
-from .layers import Layer
+from . import layers as layers_module
+from .layers import Layer, MaxPool2d, ReLU
 
 __all__ = ["Sequential"]
 
@@ -38,6 +39,7 @@ class Sequential:
     def __init__(self, layers=None, input_shape=None, name="sequential"):
         self.name = name
         self._layers = []
+        self._stages = []  # what _forward runs: (layer, fused, builtin), see _plan_stages
         self.input_shape = None if input_shape is None else self._shape_arg(input_shape)
         self.optimizer = None
         self.loss = None
@@ -84,7 +86,27 @@ class Sequential:
                                                              if f"{base}_{i}" not in taken)
         layer.reuse_buffers = True
         layer.training = self.training
+        self._stages = self._plan_stages()
         return self
+
+    def _plan_stages(self):
+        """The layers as _forward and _backward run them: (layer, False, builtin) for a layer
+        on its own; (pool, True, True) for a ReLU followed by a 2-D MaxPool2d, which the pool
+        runs in one pass with the same results bit for bit (relu(x) is never written, and its
+        gradient costs nothing extra). builtin: a cnnkit layer class itself, whose output and
+        gradient arrays the layers next to it may overwrite (see _forward); a subclass might
+        keep them for itself."""
+        stages, i = [], 0
+        while i < len(self._layers):
+            layer = self._layers[i]
+            if (type(layer) is ReLU and i + 1 < len(self._layers)
+                    and type(self._layers[i + 1]) is MaxPool2d):
+                stages.append((self._layers[i + 1], True, True))
+                i += 2
+            else:
+                stages.append((layer, False, type(layer).__module__ == layers_module.__name__))
+                i += 1
+        return stages
 
     def output_shapes(self):
         """Output shape of every layer (without the batch), from input_shape."""
@@ -101,13 +123,9 @@ class Sequential:
 
     def _trainable(self):
         """(params, grads) of trainable layers, in layer then key order."""
-        params, grads = [], []
-        for layer in self._layers:
-            if layer.trainable:
-                for key, p in layer.params.items():
-                    params.append(p)
-                    grads.append(layer.grads[key])
-        return params, grads
+        live = [layer for layer in self._layers if layer.trainable]
+        return ([p for layer in live for p in layer.params.values()],
+                [layer.grads[key] for layer in live for key in layer.params])
 
     def summary(self, print_fn=print):
         """Keras's table: layer (type), output shape with None for the batch, params; totals."""
@@ -176,15 +194,28 @@ class Sequential:
         return x
 
     def _forward(self, x):
-        for layer in self._layers:
-            x = layer.forward(x)
+        # A layer may overwrite its input when that is the layer before's own output array and
+        # that layer's backward does not read it (an activation after a conv, say).
+        scratch = False
+        for layer, fused, builtin in self._stages:
+            if fused:
+                x = layer._relu_forward(x)
+            else:
+                layer._input_is_scratch = scratch
+                x = layer.forward(x)
+            scratch = builtin and layer._owns_output(x)
         return x
 
     def _backward(self, grad, input_grad):
         if self._layers:
             self._layers[0].input_grad = input_grad
-        for layer in reversed(self._layers):
-            grad = layer.backward(grad)
+        # A layer may overwrite its grad_output when that is the layer above's own gradient
+        # array (or that array passed through in place): nothing else reads it afterwards.
+        scratch = False
+        for layer, fused, builtin in reversed(self._stages):
+            layer._grad_is_scratch = scratch
+            grad_in, grad = grad, layer._relu_backward(grad) if fused else layer.backward(grad)
+            scratch = builtin and grad is not None and (layer._owns(grad) or (scratch and grad is grad_in))
         return grad
 
     def forward(self, x):

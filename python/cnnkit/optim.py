@@ -72,6 +72,9 @@ class Optimizer:
         in length, a gradient's shape differs from its parameter's, a parameter is not a
         writable float32 C-contiguous array, or the shapes differ from earlier steps."""
         params, grads = list(params), list(grads)
+        if self._shapes is not None and self._step_all(params, grads, self.iterations + 1):
+            self.iterations += 1
+            return
         owner = f"{type(self).__name__}.step"
         if len(params) != len(grads):
             raise ValueError(f"{owner}: got {len(params)} params but {len(grads)} grads")
@@ -109,6 +112,13 @@ class Optimizer:
 
     def _update(self, i, param, grad, state, step):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _step_all(self, params, grads, step):
+        """Steps every parameter in one core call and returns True, when each has its state
+        and every array is one the per-tensor path would take as it is (the core checks them
+        all first: on False nothing has changed, and step() takes the per-tensor path, whose
+        checks name what is wrong). Bit-identical to the per-tensor path."""
+        return False
 
     def _check_state_fits(self, shapes, owner):
         """Loaded state (if any) must be for exactly these parameter shapes."""
@@ -271,6 +281,13 @@ class SGD(Optimizer):
         if first and buf is not None:
             state["momentum_buffer"] = buf  # kept only once the step succeeded
 
+    def _step_all(self, params, grads, step):
+        bufs = None
+        if self.momentum != 0.0:
+            bufs = [st.get("momentum_buffer") for st in self._state]
+        return _core.sgd_step_many(params, bufs, grads, self._shapes, self.learning_rate,
+                                   self.momentum, self.nesterov, self.weight_decay, False)
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov,
                 "weight_decay": self.weight_decay}
@@ -307,6 +324,12 @@ class Adam(Optimizer):
                         self.betas[1], self.eps, self.weight_decay)
         if first:
             state["exp_avg"], state["exp_avg_sq"] = m, v
+
+    def _step_all(self, params, grads, step):
+        m = [st.get("exp_avg") for st in self._state]
+        v = [st.get("exp_avg_sq") for st in self._state]
+        return _core.adam_step_many(params, m, v, grads, self._shapes, step, self.learning_rate,
+                                    self.betas[0], self.betas[1], self.eps, self.weight_decay)
 
     def get_config(self):
         return {**super().get_config(), "betas": list(self.betas), "eps": self.eps,

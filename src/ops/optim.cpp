@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "kernels/elementwise.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -43,33 +44,6 @@ void sgd_range(float* p, float* buf, const float* g, int64_t b, int64_t e, float
   }
 }
 
-// Adam's per-tensor scalars, rounded to float where torch rounds them.
-struct AdamScalars {
-  float step_size;  // lr / (1 - beta1^t), formed in double
-  float bc2_sqrt;   // sqrt(1 - beta2^t), formed in double
-  float w1, w1c;    // the lerp weight 1 - beta1, and 1 - w1
-  bool small;       // |w1| < 0.5: which of torch's two lerp formulas
-  float b2, w2;     // beta2 and 1 - beta2
-  float eps, wd;
-  bool decay;       // weight_decay != 0
-};
-
-// GCC vectorises the sqrt only with -fno-math-errno (set for this file in CMakeLists.txt);
-// otherwise each sqrt carries a branch to the errno-setting library call (4x slower).
-void adam_range(float* p, float* m, float* v, const float* g, int64_t b, int64_t e,
-                AdamScalars s) {
-#pragma omp simd
-  for (int64_t i = b; i < e; ++i) {
-    const float d = s.decay ? g[i] + s.wd * p[i] : g[i];
-    // m.lerp_(d, w1): torch uses m + w1 * (d - m) for |w1| < 0.5, else d - (d - m) * (1 - w1),
-    // so that the result is exact at both ends of the weight range.
-    const float mi = s.small ? m[i] + s.w1 * (d - m[i]) : d - (d - m[i]) * s.w1c;
-    const float vi = v[i] * s.b2 + s.w2 * d * d;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] -= s.step_size * (mi / (std::sqrt(vi) / s.bc2_sqrt + s.eps));
-  }
-}
 }  // namespace
 
 void sgd_step(float* p, float* buf, const float* g, int64_t n, double lr, double momentum,
@@ -114,8 +88,9 @@ void adam_step(float* p, float* m, float* v, const float* g, int64_t n, double l
   s.eps = static_cast<float>(eps);
   s.wd = static_cast<float>(weight_decay);
   s.decay = weight_decay != 0.0;
-  parallel_for(n, n * kAdamCost,
-               [=](int64_t lo, int64_t hi, int) { adam_range(p, m, v, g, lo, hi, s); });
+  // the active tier's loop (kernels/elementwise.hpp): the same bits at any vector width
+  const ElementwiseKernels& k = elementwise_kernels(active_simd_tier());
+  parallel_for(n, n * kAdamCost, [=, &k](int64_t lo, int64_t hi, int) { k.adam(p, m, v, g, lo, hi, s); });
 }
 
 void adam_step__ref(float* p, float* m, float* v, const float* g, int64_t n, double lr,
