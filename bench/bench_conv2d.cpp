@@ -1,6 +1,7 @@
 // conv2d and conv1d over the named shapes of bench/shapes/conv2d.txt and conv1d.txt: each is
 // first validated against conv2d_forward__ref / conv2d_backward__ref (exit 1 on a mismatch),
-// then timed (median ms) forward and forward+backward (dx, dw and db), as GFLOP/s and % of
+// then timed (median ms) forward, the weight gradient (dw + db, as a first layer asks for),
+// the input gradient alone (dx), and forward+backward (dx, dw and db), as GFLOP/s and % of
 // the FMA peak measured in the same run, at the vector width of the active SIMD tier (512-bit
 // FMAs for avx512, 256-bit otherwise; CNNKIT_SIMD=avx2 gives the AVX2 figures).
 // Forward+backward counts 3x the forward FLOPs. Before the shapes, every im2col pack is checked
@@ -151,6 +152,20 @@ void run_case(const Case& c, double peak, const bench::Args& args) {
 
   const double fwd_ms = bench::median_ms(
       [&] { cnnkit::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, ws); }, args.reps);
+  // The backward pass in the two forms a network asks for: weight and bias gradients only (a
+  // first layer), and the input gradient alone (the rest of a hidden layer's backward).
+  const double dw_ms = bench::median_ms(
+      [&] {
+        cnnkit::conv2d_backward(nullptr, dw.data(), db.data(), dy.data(), x.data(), w.data(), s,
+                                ws);
+      },
+      args.reps);
+  const double dx_ms = bench::median_ms(
+      [&] {
+        cnnkit::conv2d_backward(dx.data(), nullptr, nullptr, dy.data(), x.data(), w.data(), s,
+                                ws);
+      },
+      args.reps);
   const double all_ms = bench::median_ms(
       [&] {
         cnnkit::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, ws);
@@ -160,6 +175,7 @@ void run_case(const Case& c, double peak, const bench::Args& args) {
       args.reps);
   const double flops = 2.0 * s.N * s.OC * s.C * s.KH * s.KW * s.OH * s.OW;
   const double fwd_gf = flops / fwd_ms * 1e-6, all_gf = 3 * flops / all_ms * 1e-6;
+  const double dw_gf = flops / dw_ms * 1e-6, dx_gf = flops / dx_ms * 1e-6;
   char geom[96];
   if (c.one_d)
     std::snprintf(geom, sizeof geom, "%lldx%lldx%lld->%lld k%lld s%lld p%lld", (long long)s.N,
@@ -169,8 +185,10 @@ void run_case(const Case& c, double peak, const bench::Args& args) {
     std::snprintf(geom, sizeof geom, "%lldx%lldx%lldx%lld->%lld k%lldx%lld s%lld p%lld",
                   (long long)s.N, (long long)s.C, (long long)s.H, (long long)s.W, (long long)s.OC,
                   (long long)s.KH, (long long)s.KW, (long long)s.SH, (long long)s.PT);
-  std::printf("%-18s %-32s %8.1e | %8.3f %7.1f %5.1f%% | %8.3f %7.1f %5.1f%%\n", c.name.c_str(),
-              geom, err, fwd_ms, fwd_gf, peak > 0 ? 100 * fwd_gf / peak : 0.0, all_ms, all_gf,
+  std::printf("%-18s %-32s %8.1e | %8.3f %6.1f %5.1f%% | %8.3f %6.1f | %8.3f %6.1f | %8.3f "
+              "%6.1f %5.1f%%\n",
+              c.name.c_str(), geom, err, fwd_ms, fwd_gf, peak > 0 ? 100 * fwd_gf / peak : 0.0,
+              dw_ms, dw_gf, dx_ms, dx_gf, all_ms, all_gf,
               peak > 0 ? 100 * all_gf / peak : 0.0);
   std::fflush(stdout);
 }
@@ -189,8 +207,9 @@ int main(int argc, char** argv) {
   bench::print_header(wide ? "conv2d / conv1d (packs checked; peak: 512-bit FMAs)"
                            : "conv2d / conv1d (packs checked; peak: 256-bit FMAs)",
                       args, peak);
-  std::printf("%-18s %-32s %8s | %8s %7s %6s | %8s %7s %6s\n", "name", "N x C x H x W -> OC",
-              "rel.err", "fwd ms", "GFLOP/s", "peak", "f+b ms", "GFLOP/s", "peak");
+  std::printf("%-18s %-32s %8s | %8s %6s %6s | %8s %6s | %8s %6s | %8s %6s %6s\n", "name",
+              "N x C x H x W -> OC", "rel.err", "fwd ms", "GF/s", "peak", "dw ms", "GF/s",
+              "dx ms", "GF/s", "f+b ms", "GF/s", "peak");
   std::vector<Case> cases;
   auto num = [](const std::string& t) { return std::stoll(t); };
   for (const auto& t : bench::read_shapes(args, "conv2d.txt"))
