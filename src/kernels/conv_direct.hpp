@@ -63,6 +63,10 @@ inline int64_t conv_direct_input_scratch(const ConvDirectShape& s) {
 // Lanes per weight_w partial (the widest vector).
 constexpr int64_t kConvDirectLanes = 16;
 
+// Limits of the kernels, which conv_direct_plan respects: KH, KW <= 7 and K <= this.
+constexpr int64_t kConvDirectMaxKernel = 7;
+constexpr int64_t kConvDirectMaxTaps = 1024;
+
 // One tier's kernels. Shared operands:
 //   xp  [C, Hp, Wp]  the zero-padded image (x itself when there is no padding); read only at
 //                    the positions the convolution reads (no over-reads past a row).
@@ -95,6 +99,25 @@ struct ConvDirectKernels {
                 const ConvDirectShape& s);
 };
 
+// Operands as the kernels take them (see ConvDirectKernels):
+// xp [C, Hp, Wp] = x [C, H, W] inside its zero padding.
+void conv_direct_pad(float* xp, const float* x, const ConvDirectShape& s);
+// wk [K + 1, OCs]: the forward weights, then the bias row (zeros when b is null).
+void conv_direct_pack_forward(float* wk, const float* w, const float* b,
+                              const ConvDirectShape& s);
+// wt [OC*KW, C*KH]: the input-gradient weights.
+void conv_direct_pack_input(float* wt, const float* w, const ConvDirectShape& s);
+
+// Which direct kernel runs a pass of a convolution, if any (conv2d asks once per call).
+enum class ConvDirectKind { none, width, channels };
+struct ConvDirectPlan {
+  ConvDirectKind forward, weight;  // forward_w / weight_w, or forward_oc / weight_oc
+  bool input;                      // input
+};
+ConvDirectPlan conv_direct_plan(int64_t C, int64_t OC, int64_t KH, int64_t KW, int64_t SH,
+                                int64_t SW, int64_t DH, int64_t DW, int64_t OH, int64_t OW);
+const char* conv_direct_kind_name(ConvDirectKind kind);  // "gemm", "width", "channels"
+
 extern const ConvDirectKernels conv_direct_kernels__ref;
 extern const ConvDirectKernels conv_direct_kernels__portable;
 extern const ConvDirectKernels conv_direct_kernels__avx2;
@@ -103,8 +126,5 @@ extern const ConvDirectKernels conv_direct_kernels__avx512;
 // The kernels of a tier (a tier this build or CPU cannot run gives the best one it can).
 const ConvDirectKernels& conv_direct_kernels(SimdTier tier);
 
-// Limits of the kernels, checked by the caller's path rule: KH, KW <= 7 and K <= this.
-constexpr int64_t kConvDirectMaxKernel = 7;
-constexpr int64_t kConvDirectMaxTaps = 1024;
 
 }  // namespace cnnkit

@@ -7,7 +7,7 @@
 //   input    dx = col2im(wᵀ · dy), or at stride 1 and C >= 32 the forward convolution of dy
 //            with the 180°-rotated, transposed kernel (no col2im)
 //   bias     db[OC] = sums of dy, per image group too
-// Small layers with few input channels (LeNet, CIFAR stems: direct_plan) skip the lowering:
+// Small layers with few input channels (LeNet, CIFAR stems: conv_direct_plan) skip lowering:
 // kernels/conv_direct.hpp convolves each image in place, one thread per image, in the same
 // per-image steps and image groups.
 // Every result is bit-identical for any thread count: images are independent, and the batch
@@ -352,35 +352,12 @@ struct Backward {
 constexpr int kSlotDirectWeights = 4;  // the direct kernels' packed weights
 constexpr int kSlotDirectScratch = 5;  // per-thread padded images and kernel scratch
 
-// Which direct kernel a pass runs, if any: vectorised over output width or output channels.
-enum class Direct { none, width, channels };
+using Direct = ConvDirectKind;
 
-struct DirectPlan {
-  Direct forward, weight;
-  bool input;
-};
-
-// The direct path takes every pass of a convolution with few input channels on a small image:
-//   C <= 16, stride 1, no dilation, KH and KW <= 7, and an output plane of at most 64 x 64
-//   (so that an image, its dy and the kernels' scratch stay in L2 across a block's passes).
-// There the GEMM path spends most of its time packing (K = C*KH*KW is short, M = OC small),
-// while the direct kernels read the image in place. Measured (avx512, 1 thread, N = 64) on the
-// bench shapes it takes, every pass ran faster than the GEMM path: LeNet conv1 2.9-4x, conv2
-// 2.3-2.9x, CIFAR's 3 -> 32 stem 1.5-1.8x, conv1d k3/k5 1.4-1.8x. Larger C was faster in some
-// passes too (CIFAR 32 -> 64 dx 1.6x, VGG 64 -> 64 forward 1.3x) and slower in others (the
-// 32 -> 64 dw 1.9x, a 1x1 of 256 channels 3x), so it stays with the GEMM path.
-// Forward and dw vectorise over output width or over output channels, whichever fills more of
-// 16 lanes (a tie goes to width, which needs no transpose); dx always over input width.
-DirectPlan direct_plan(const Conv2dShape& s) {
-  static_assert(16 * kConvDirectMaxKernel * kConvDirectMaxKernel <= kConvDirectMaxTaps,
-                "the rule admits only convolutions of few enough taps for the kernels");
-  DirectPlan plan{Direct::none, Direct::none, false};
-  if (s.C > 16 || s.SH != 1 || s.SW != 1 || s.DH != 1 || s.DW != 1 ||
-      s.KH > kConvDirectMaxKernel || s.KW > kConvDirectMaxKernel || s.OH * s.OW > 64 * 64)
-    return plan;
-  auto fill = [](int64_t n) { return static_cast<double>(n) / ((n + 15) / 16 * 16); };
-  const Direct kind = fill(s.OW) >= fill(s.OC) ? Direct::width : Direct::channels;
-  return {kind, kind, true};
+// The direct path (kernels/conv_direct.cpp, conv_direct_plan: few input channels, stride 1,
+// small images) or the GEMM path, for each pass of this convolution.
+ConvDirectPlan direct_plan(const Conv2dShape& s) {
+  return conv_direct_plan(s.C, s.OC, s.KH, s.KW, s.SH, s.SW, s.DH, s.DW, s.OH, s.OW);
 }
 
 ConvDirectShape direct_shape(const Conv2dShape& s) {
@@ -389,22 +366,11 @@ ConvDirectShape direct_shape(const Conv2dShape& s) {
 
 bool is_padded(const Conv2dShape& s) { return s.PT || s.PB || s.PL || s.PR; }
 
-// xp [C, Hp, Wp] = the image x [C, H, W] inside its zero padding; returns xp, or x itself
-// when the convolution is unpadded.
+// The image the kernels read: xp (filled) when the convolution is padded, else x itself.
 const float* pad_image(float* xp, const float* x, const Conv2dShape& s,
                        const ConvDirectShape& d) {
   if (!is_padded(s)) return x;
-  for (int64_t c = 0; c < s.C; ++c) {
-    float* p = xp + c * d.Hp * d.Wp;
-    std::fill(p, p + s.PT * d.Wp, 0.0f);
-    for (int64_t h = 0; h < s.H; ++h) {
-      float* row = p + (s.PT + h) * d.Wp;
-      std::fill(row, row + s.PL, 0.0f);
-      std::copy(x + (c * s.H + h) * s.W, x + (c * s.H + h + 1) * s.W, row + s.PL);
-      std::fill(row + s.PL + s.W, row + d.Wp, 0.0f);
-    }
-    std::fill(p + (s.PT + s.H) * d.Wp, p + d.Hp * d.Wp, 0.0f);
-  }
+  conv_direct_pad(xp, x, d);
   return xp;
 }
 
@@ -417,13 +383,8 @@ void direct_forward(float* y, const float* x, const float* w, const float* b,
   const ConvDirectShape d = direct_shape(s);
   const ConvDirectKernels& kern = conv_direct_kernels(active_simd_tier());
   const int64_t K = s.C * s.KH * s.KW, xs = s.C * s.H * s.W, ys = s.OC * s.OH * s.OW;
-  // wk [K, OCs] (w transposed, zeros past OC), then the bias [OCs].
   float* wk = ws.buffer(kSlotDirectWeights, (K + 1) * d.OCs);
-  std::fill(wk, wk + (K + 1) * d.OCs, 0.0f);
-  for (int64_t oc = 0; oc < s.OC; ++oc) {
-    for (int64_t k = 0; k < K; ++k) wk[k * d.OCs + oc] = w[oc * K + k];
-    if (b) wk[K * d.OCs + oc] = b[oc];
-  }
+  conv_direct_pack_forward(wk, w, b, d);
   const float* bias = b ? wk + K * d.OCs : nullptr;
   const int64_t xpn = is_padded(s) ? lines(s.C * d.Hp * d.Wp) : 0;
   const int64_t yts = kind == Direct::channels ? lines(conv_direct_forward_oc_scratch(d)) : 0;
@@ -467,7 +428,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     if (dw) std::fill(dw, dw + wsize, 0.0f);
     return;
   }
-  const DirectPlan plan = direct_plan(s);
+  const ConvDirectPlan plan = direct_plan(s);
   const Direct wdirect = dw ? plan.weight : Direct::none;
   const bool xdirect = dx && plan.input;
   const ConvDirectShape d = direct_shape(s);
@@ -481,16 +442,10 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
   }
   bw.col_block = std::min(P, std::max(kColBlockAlign,
                                       kColBlockFloats / K / kColBlockAlign * kColBlockAlign));
-  // wt [OC*KW, C*KH] for the direct input gradient: the weights each (oc, kw) step broadcasts.
   float* wt = nullptr;
   if (xdirect) {
     wt = ws.buffer(kSlotDirectWeights, wsize);
-    for (int64_t oc = 0; oc < s.OC; ++oc)
-      for (int64_t c = 0; c < s.C; ++c)
-        for (int64_t kh = 0; kh < s.KH; ++kh)
-          for (int64_t kw = 0; kw < s.KW; ++kw)
-            wt[(oc * s.KW + kw) * s.C * s.KH + c * s.KH + kh] =
-                w[((oc * s.C + c) * s.KH + kh) * s.KW + kw];
+    conv_direct_pack_input(wt, w, d);
   }
 
   // Group g holds images [N*g/G, N*(g+1)/G) and sums them into its partial of dw, laid out
