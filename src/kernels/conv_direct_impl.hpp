@@ -44,7 +44,7 @@ constexpr int kMaxJ = 28;
 // Per tap: NC loads of the image, OB weight broadcasts, OB*NC FMAs.
 template <class V, int OB, int NC>
 struct ForwardW {
-  static constexpr bool ok = OB * NC <= V::kAcc;
+  static constexpr bool ok = OB * NC <= V::kAcc && OB * NC + NC + 1 <= V::kRegs;
   static void run(float* y, const float* xp, const int32_t* toff, const float* wk,
                   const float* bias, const ConvDirectShape& s, int64_t o0, int64_t ch0) {
     using T = typename V::T;
@@ -340,6 +340,40 @@ struct ConvDirect {
     return {total * i / n, total * (i + 1) / n};
   }
 
+  // The block shape of forward_w and input: rw image rows x j weight rows (broadcast) x nc
+  // vectors of a row (loaded), for `rows` weight rows and `vecs` vectors per image row.
+  struct Blocking {
+    int64_t rw, j, nc;
+  };
+  // Estimated cycles of one step of such a block: its FMAs at 2 per cycle, its loads (the
+  // unaligned row vectors and the weight broadcasts, folded into the FMAs or not) at about 1
+  // per cycle, and at least the FMA latency (4), as each accumulator takes one FMA per step.
+  // Fitted on Zen 5 (AVX-512 and AVX2) over LeNet, CIFAR's stem and conv1d: blocks of about
+  // one load per FMA ran 1.5-2x slower than those of 10 loads per 24 FMAs.
+  static double step_cycles(int64_t rw, int64_t j, int64_t nc) {
+    const double fmas = rw * j * nc / 2.0, loads = static_cast<double>(rw * nc + j);
+    const double most = fmas > loads ? fmas : loads;
+    return most > 4.0 ? most : 4.0;
+  }
+  // The shape of least estimated cycles per image row over every vector count nc <= kMaxNC
+  // and rw in {1, max_rw}, j the most weight rows the registers hold (so that fewer blocks
+  // pass over the data). Always taking the widest nc left AVX2's 16 registers 2 or 3 weight
+  // rows: 1.3-2x slower than the GEMM path on conv1d's input gradient.
+  static Blocking blocking(int64_t rows, int64_t vecs, int64_t max_rw, int64_t max_j) {
+    Blocking best{1, 1, 1};
+    double best_cycles = 0.0;
+    for (int64_t rw = 1; rw <= max_rw; ++rw)
+      for (int64_t nc = 1; nc <= min(kMaxNC, vecs); ++nc) {
+        int64_t j = min(max_j, V::kAcc / (rw * nc));
+        while (j > 0 && rw * (j + 1) * nc + 1 > V::kRegs) --j;
+        if (j < 1) continue;
+        const int64_t nb = ceil_div(rows, j), ng = ceil_div(vecs, nc);
+        const double cycles = nb * ng * step_cycles(rw, ceil_div(rows, nb), ceil_div(vecs, ng)) / rw;
+        if (best_cycles == 0.0 || cycles < best_cycles) best = {rw, j, nc}, best_cycles = cycles;
+      }
+    return best;
+  }
+
   // toff[k]: the offset in xp of tap k = (c, kh, kw) from the output pixel's top-left input.
   static void tap_offsets(int32_t* toff, const ConvDirectShape& s) {
     int64_t k = 0;
@@ -367,14 +401,16 @@ struct ConvDirect {
                         const ConvDirectShape& s) {
     int32_t toff[kConvDirectMaxTaps];
     tap_offsets(toff, s);
+    // Output channels and the row's vectors in near-equal blocks of the chosen shape.
     const int64_t vecs = ceil_div(s.OW, V::L);
-    for (int64_t ch0 = 0; ch0 < vecs; ch0 += kMaxNC) {
-      const int64_t nc = min(kMaxNC, vecs - ch0);
-      // Output channels in near-equal blocks of at most what the registers hold.
-      const int64_t nb = ceil_div(s.OC, min(kMaxOB, V::kAcc / nc));
+    const Blocking b = blocking(s.OC, vecs, 1, kMaxOB);
+    const int64_t nb = ceil_div(s.OC, b.j), ng = ceil_div(vecs, b.nc);
+    for (int64_t g = 0; g < ng; ++g) {
+      const Part pg = part(vecs, ng, g);
       for (int64_t i = 0; i < nb; ++i) {
         const Part p = part(s.OC, nb, i);
-        tables.forward_w[nc][p.end - p.begin](y, xp, toff, wk, bias, s, p.begin, ch0);
+        tables.forward_w[pg.end - pg.begin][p.end - p.begin](y, xp, toff, wk, bias, s, p.begin,
+                                                             pg.begin);
       }
     }
   }
@@ -458,23 +494,19 @@ struct ConvDirect {
       copy_row(d + s.KW - 1, dy + r * s.OW, s.OW);
     }
     zero_row(dxp, s.C * s.H * s.Wv);
+    // Rows (c, kh) and the row's vectors in near-equal blocks of the chosen shape; pairs of dy
+    // rows share each weight broadcast (LeNet conv2: 3 blocks of 10 rows x 2).
     const int64_t CKH = s.C * s.KH, vecs = ceil_div(s.W, V::L);
-    for (int64_t ch0 = 0; ch0 < vecs; ch0 += kMaxNC) {
-      const int64_t nc = min(kMaxNC, vecs - ch0);
-      // Pairs of dy rows, each weight broadcast feeding both, when the blocks of (c, kh)
-      // rows that fit stay at 8 or more (LeNet conv2: 3 blocks of 10 rows, x 2).
-      const auto jmax = [&](int64_t rw) {
-        int64_t j = min(kMaxJ, V::kAcc / (rw * nc));
-        while (j > 1 && rw * (j + 1) * nc + 1 > V::kRegs) --j;
-        return j;
-      };
-      const int64_t rw = s.OH >= 2 && min(CKH, jmax(2)) >= 8 ? 2 : 1;
-      const int64_t nb = ceil_div(CKH, jmax(rw));
+    const Blocking b = blocking(CKH, vecs, s.OH >= 2 ? 2 : 1, kMaxJ);
+    const int64_t nb = ceil_div(CKH, b.j), ng = ceil_div(vecs, b.nc);
+    for (int64_t g = 0; g < ng; ++g) {
+      const Part pg = part(vecs, ng, g);
       for (int64_t i = 0; i < nb; ++i) {
         const Part p = part(CKH, nb, i);
-        for (int64_t oh = 0; oh < s.OH; oh += rw) {
-          const int64_t rows = min(rw, s.OH - oh);
-          tables.input[rows][nc][p.end - p.begin](dxp, dyp, wt, s, oh, p.begin, ch0);
+        for (int64_t oh = 0; oh < s.OH; oh += b.rw) {
+          const int64_t rows = min(b.rw, s.OH - oh);
+          tables.input[rows][pg.end - pg.begin][p.end - p.begin](dxp, dyp, wt, s, oh, p.begin,
+                                                                 pg.begin);
         }
       }
     }
