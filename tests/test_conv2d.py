@@ -154,9 +154,9 @@ CASES = {
 
 
 def takes_direct_path(conv):
-    """Whether conv2d runs this convolution on the direct kernels and, if so, vectorised over
-    "width" or "channels": kernels/conv_direct.cpp's conv_direct_plan, restated so that the
-    DIRECT cases below are checked to reach what they are named for."""
+    """Whether conv2d runs this convolution on the direct kernels and, if so, its forward
+    vectorised over "width" or "channels": kernels/conv_direct.cpp's conv_direct_plan,
+    restated so that the DIRECT cases below are checked to reach what they are named for."""
     N, C, H, W = conv.x_shape
     (KH, KW), (PT, PB, PL, PR) = conv.kernel, conv.pads
     OH, OW = H + PT + PB - KH + 1, W + PL + PR - KW + 1
@@ -191,6 +191,8 @@ DIRECT = {
     "direct_channels_odd_rows": Conv((2, 4, 7, 9), 17, (3, 3)),
     "direct_channels_oc70": Conv((1, 2, 5, 3), 70, (3, 2), 1, (1, 0, 0, 1)),
     "direct_channels_k7": Conv((2, 2, 9, 9), 32, (7, 7), 1, 2),
+    # Forward over width, dw over channels: lane partials of OC*K > 32768 weights would be big.
+    "direct_width_many_weights": Conv((1, 16, 4, 16), 48, (7, 7), 1, 3),
 }
 
 

@@ -64,7 +64,10 @@ void conv_direct_pack_input(float* wt, const float* w, const ConvDirectShape& s)
 // passes too (CIFAR 32 -> 64 dx 1.6x, VGG 64 -> 64 forward 1.3x) and slower in others (the
 // 32 -> 64 dw 1.9x, a 1x1 of 256 channels 3x), so it stays with the GEMM path.
 // Forward and dw vectorise over output width or over output channels, whichever fills more of
-// 16 lanes (a tie goes to width, which needs no transpose); dx always over input width.
+// 16 lanes (a tie goes to width, which needs no transpose); dx always over input width. dw
+// over width keeps 16 lane partials per weight in each of up to 8 image groups, so it is taken
+// only while those stay within 16 MiB (OC*K <= 32768; LeNet's conv2 has 2400), else dw runs
+// over channels.
 ConvDirectPlan conv_direct_plan(int64_t C, int64_t OC, int64_t KH, int64_t KW, int64_t SH,
                                 int64_t SW, int64_t DH, int64_t DW, int64_t OH, int64_t OW) {
   static_assert(16 * kConvDirectMaxKernel * kConvDirectMaxKernel <= kConvDirectMaxTaps,
@@ -75,7 +78,8 @@ ConvDirectPlan conv_direct_plan(int64_t C, int64_t OC, int64_t KH, int64_t KW, i
   auto fill = [](int64_t n) { return static_cast<double>(n) / ((n + 15) / 16 * 16); };
   const ConvDirectKind kind =
       fill(OW) >= fill(OC) ? ConvDirectKind::width : ConvDirectKind::channels;
-  return {kind, kind, true};
+  const bool small_partials = OC * C * KH * KW <= 32768;
+  return {kind, small_partials ? kind : ConvDirectKind::channels, true};
 }
 
 const char* conv_direct_kind_name(ConvDirectKind kind) {
