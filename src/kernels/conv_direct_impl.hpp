@@ -137,9 +137,16 @@ struct WeightW {
   static inline __attribute__((always_inline)) void step(T (&acc)[OB][TB], const float* dyr,
                                                          const float* xr, const int32_t* toff,
                                                          int64_t P, typename V::M m) {
+    // One pointer stepped down the OB dy rows, opaque to the compiler, which would otherwise
+    // hold OB row offsets in registers and, short of registers, reload them from the stack
+    // at every step.
     T d[OB];
-    CNNKIT_UNROLL for (int o = 0; o < OB; ++o) d[o] = Masked ? V::loadz(dyr + o * P, m)
-                                                             : V::load(dyr + o * P);
+    const float* dp = dyr;
+    CNNKIT_UNROLL for (int o = 0; o < OB; ++o) {
+      d[o] = Masked ? V::loadz(dp, m) : V::load(dp);
+      dp += P;
+      asm("" : "+r"(dp));
+    }
     CNNKIT_UNROLL for (int t = 0; t < TB; ++t) {
       const T xv = Masked ? V::loadz(xr + toff[t], m) : V::load(xr + toff[t]);
       CNNKIT_UNROLL for (int o = 0; o < OB; ++o) acc[o][t] = V::fma(d[o], xv, acc[o][t]);
