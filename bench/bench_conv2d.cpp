@@ -296,9 +296,9 @@ void run_case(const Case& c, double peak, const bench::Args& args) {
       cnnkit::conv_direct_plan(s.C, s.OC, s.KH, s.KW, s.SH, s.SW, s.DH, s.DW, s.OH, s.OW);
   std::printf("%-18s %-32s %-8s %8.1e | %8.3f %6.1f %5.1f%% | %8.3f %6.1f | %8.3f %6.1f | "
               "%8.3f %6.1f %5.1f%%\n",
-              c.name.c_str(), geom, cnnkit::conv_direct_kind_name(plan.forward), err, fwd_ms, fwd_gf, peak > 0 ? 100 * fwd_gf / peak : 0.0,
-              dw_ms, dw_gf, dx_ms, dx_gf, all_ms, all_gf,
-              peak > 0 ? 100 * all_gf / peak : 0.0);
+              c.name.c_str(), geom, cnnkit::conv_direct_kind_name(plan.forward), err, fwd_ms,
+              fwd_gf, peak > 0 ? 100 * fwd_gf / peak : 0.0, dw_ms, dw_gf, dx_ms, dx_gf, all_ms,
+              all_gf, peak > 0 ? 100 * all_gf / peak : 0.0);
   std::fflush(stdout);
 }
 
@@ -322,8 +322,8 @@ int main(int argc, char** argv) {
                            : "conv2d / conv1d (packs, direct kernels checked; peak: 256-bit FMAs)",
                       args, peak);
   std::printf("%-18s %-32s %-8s %8s | %8s %6s %6s | %8s %6s | %8s %6s | %8s %6s %6s\n",
-              "name", "N x C x H x W -> OC", "path", "rel.err", "fwd ms", "GF/s", "peak", "dw ms", "GF/s",
-              "dx ms", "GF/s", "f+b ms", "GF/s", "peak");
+              "name", "N x C x H x W -> OC", "path", "rel.err", "fwd ms", "GF/s", "peak", "dw ms",
+              "GF/s", "dx ms", "GF/s", "f+b ms", "GF/s", "peak");
   std::vector<Case> cases;
   auto num = [](const std::string& t) { return std::stoll(t); };
   for (const auto& t : bench::read_shapes(args, "conv2d.txt"))

@@ -54,15 +54,17 @@ void conv_direct_pack_input(float* wt, const float* w, const ConvDirectShape& s)
 }
 
 // Which direct kernel a pass runs, if any: vectorised over output width or output channels.
-// The direct path (conv2d asks per call) takes every pass of a convolution with few input channels on a small image:
+// The direct path (conv2d asks per call) takes every pass of a convolution with few input
+// channels on a small image:
 //   C <= 16, stride 1, no dilation, KH and KW <= 7, and an output plane of at most 64 x 64
 //   (so that an image, its dy and the kernels' scratch stay in L2 across a block's passes).
 // There the GEMM path spends most of its time packing (K = C*KH*KW is short, M = OC small),
-// while the direct kernels read the image in place. Measured (avx512, 1 thread, N = 64) on the
-// bench shapes it takes, every pass ran faster than the GEMM path: LeNet conv1 2.9-4x, conv2
-// 2.3-2.9x, CIFAR's 3 -> 32 stem 1.5-1.8x, conv1d k3/k5 1.4-1.8x. Larger C was faster in some
-// passes too (CIFAR 32 -> 64 dx 1.6x, VGG 64 -> 64 forward 1.3x) and slower in others (the
-// 32 -> 64 dw 1.9x, a 1x1 of 256 channels 3x), so it stays with the GEMM path.
+// while the direct kernels read the image in place. Measured (1 thread, N = 64) on the bench
+// shapes it takes, every pass ran faster than on the GEMM path, on every tier: AVX-512 LeNet
+// conv1 3.1-4.4x, conv2 2.5-3x, CIFAR's 3 -> 32 stem 1.5-1.8x, conv1d k3/k5 1.5-1.8x; AVX2
+// 1.04x (conv1d k3's dx) to 3.5x; portable 1.4-5.6x. Larger C was faster in some passes too
+// (CIFAR 32 -> 64 dx 1.6x, VGG 64 -> 64 forward 1.3x) and slower in others (the 32 -> 64 dw
+// 1.9x, a 1x1 of 256 channels 3x), so it stays with the GEMM path.
 // Forward and dw vectorise over output width or over output channels, whichever fills more of
 // 16 lanes (a tie goes to width, which needs no transpose); dx always over input width. dw
 // over width keeps 16 lane partials per weight in each of up to 8 image groups, so it is taken

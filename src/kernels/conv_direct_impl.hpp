@@ -4,8 +4,9 @@
 // Everything here is a template on V: no function of this header is shared between files
 // compiled with different ISA flags, and every instantiated name carries the tier's.
 //
-// V provides: T, a vector of L floats; M, a lane mask; kAcc, the accumulators a register block
-// may hold (the register file less the operands); mask(n) (lanes [0, n), all for n >= L);
+// V provides: T, a vector of L floats; M, a lane mask; kRegs, the vector registers; kAcc, the
+// accumulators a register block may hold (kRegs less the operands); mask(n) (lanes [0, n),
+// all for n >= L);
 // zero(); load(p); loadz(p, m) (masked-off lanes 0 and not read); store(p, v);
 // store(p, v, m); bcast(p); fma(a, b, c) = a*b + c; add(a, b); and
 // transpose(dst, ldd, src, lds, rows, cols): dst[c*ldd + r] = src[r*lds + c] for r < rows,
@@ -26,17 +27,15 @@ namespace conv_direct_impl {
 
 #define CNNKIT_UNROLL _Pragma("GCC unroll 32")
 
-// Table bounds: vectors per row (forward_w, input), output channels per block (forward_w),
-// pixels per block and channel vectors (forward_oc), dy rows per block (weight_w), kernel rows
-// per block (weight_oc), dx rows per block (input).
-constexpr int kMaxNC = 4;
-constexpr int kMaxOB = 24;
-constexpr int kMaxR = 14;
-constexpr int kMaxNV = 4;
-constexpr int kMaxTB = 8;
-constexpr int kMaxWOB = 8;
-constexpr int kMaxNR = 7;
-constexpr int kMaxJ = 28;
+// Bounds of the block-size tables.
+constexpr int kMaxNC = 4;    // vectors of a row: forward_w, input
+constexpr int kMaxOB = 24;   // output channels: forward_w
+constexpr int kMaxR = 14;    // pixels of a row: forward_oc
+constexpr int kMaxNV = 4;    // channel vectors: forward_oc
+constexpr int kMaxWOB = 8;   // output channels: weight_w
+constexpr int kMaxTB = 8;    // taps: weight_w
+constexpr int kMaxNR = 7;    // kernel rows: weight_oc
+constexpr int kMaxJ = 28;    // (c, kh) rows: input
 
 // --- forward, vectorised over output width --------------------------------------------------
 // OB output channels from o0, NC vectors of every output row from column ch0 (the last vector
@@ -375,7 +374,8 @@ struct ConvDirect {
         while (j > 0 && rw * (j + 1) * nc + 1 > V::kRegs) --j;
         if (j < 1) continue;
         const int64_t nb = ceil_div(rows, j), ng = ceil_div(vecs, nc);
-        const double cycles = nb * ng * step_cycles(rw, ceil_div(rows, nb), ceil_div(vecs, ng)) / rw;
+        const double cycles =
+            nb * ng * step_cycles(rw, ceil_div(rows, nb), ceil_div(vecs, ng)) / rw;
         if (best_cycles == 0.0 || cycles < best_cycles) best = {rw, j, nc}, best_cycles = cycles;
       }
     return best;
