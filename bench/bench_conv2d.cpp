@@ -1,10 +1,13 @@
 // conv2d and conv1d over the named shapes of bench/shapes/conv2d.txt and conv1d.txt: each is
 // first validated against conv2d_forward__ref / conv2d_backward__ref (exit 1 on a mismatch),
-// then timed (median ms) forward and forward+backward (dx, dw and db), as GFLOP/s and % of
+// then timed (median ms) forward, the weight gradient (dw + db, as a first layer asks for),
+// the input gradient alone (dx), and forward+backward (dx, dw and db), as GFLOP/s and % of
 // the FMA peak measured in the same run, at the vector width of the active SIMD tier (512-bit
 // FMAs for avx512, 256-bit otherwise; CNNKIT_SIMD=avx2 gives the AVX2 figures).
-// Forward+backward counts 3x the forward FLOPs. Before the shapes, every im2col pack is checked
-// against the materialised im2col.
+// Forward+backward counts 3x the forward FLOPs; "path" is the forward and weight-gradient
+// kernel conv_direct_plan picks (gemm, or direct over width / over channels). Before the
+// shapes, every im2col pack is checked against the materialised im2col, and every direct
+// kernel of every tier that runs here against its __ref, bit for bit on integer data.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +19,7 @@
 
 #include "bench_common.hpp"
 #include "common.hpp"
+#include "kernels/conv_direct.hpp"
 #include "kernels/im2col.hpp"
 #include "ops/conv1d.hpp"
 #include "ops/conv2d.hpp"
@@ -119,6 +123,110 @@ int check_packs() {
   return failures;
 }
 
+// Integer values in [-4, 4], about half of them 0: every float32 sum of the kernels is exact,
+// so each tier must match the __ref kernels bit for bit.
+std::vector<float> int_floats(std::size_t n, uint32_t seed) {
+  std::vector<float> v = bench::random_floats(n, seed, -4.0f, 4.0f);
+  for (float& e : v) e = e > 0 ? std::floor(e * 2.0f) - 4.0f : 0.0f;
+  for (float& e : v) e = e < -4.0f ? -4.0f : e;
+  return v;
+}
+
+// Every entry point of every direct-kernel tier that runs here against the __ref kernels, on
+// geometries that reach the blocks' edges: partial vectors, rows wider than a block of
+// vectors, more output channels than a block, 1 x 1 to 7 x 7 kernels, padding wider than the
+// kernel, a single output pixel. Overwritten outputs start as NaN (an unwritten float shows).
+int check_direct() {
+  struct G { int64_t C, H, W, OC, KH, KW, PT, PB, PL, PR; };
+  const G geoms[] = {
+      {1, 28, 28, 6, 5, 5, 2, 2, 2, 2},  {6, 14, 14, 16, 5, 5, 0, 0, 0, 0},
+      {3, 9, 33, 32, 3, 3, 1, 1, 1, 1},  {2, 3, 70, 5, 3, 3, 1, 1, 1, 1},
+      {2, 5, 4, 70, 3, 2, 1, 0, 0, 1},   {3, 5, 7, 9, 1, 1, 0, 0, 0, 0},
+      {2, 9, 11, 4, 7, 7, 3, 3, 3, 3},   {2, 6, 19, 3, 1, 7, 0, 0, 3, 3},
+      {2, 19, 6, 3, 7, 1, 3, 3, 0, 0},   {2, 4, 4, 3, 2, 2, 3, 3, 3, 3},
+      {3, 7, 8, 5, 4, 2, 1, 2, 0, 1},    {16, 6, 6, 24, 3, 3, 1, 1, 1, 1},
+      {4, 1, 40, 8, 1, 5, 0, 0, 2, 2},   {2, 4, 5, 3, 6, 7, 1, 1, 1, 1},
+      {5, 11, 13, 17, 3, 4, 2, 0, 1, 2},
+  };
+  const cnnkit::ConvDirectKernels& ref = cnnkit::conv_direct_kernels__ref;
+  std::vector<const cnnkit::ConvDirectKernels*> tiers = {&cnnkit::conv_direct_kernels__portable};
+#ifdef CNNKIT_HAVE_AVX2
+  if (cnnkit::simd_tier_supported(cnnkit::SimdTier::avx2))
+    tiers.push_back(&cnnkit::conv_direct_kernels__avx2);
+#endif
+#ifdef CNNKIT_HAVE_AVX512
+  if (cnnkit::simd_tier_supported(cnnkit::SimdTier::avx512))
+    tiers.push_back(&cnnkit::conv_direct_kernels__avx512);
+#endif
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  int failures = 0;
+  for (const G& q : geoms) {
+    const cnnkit::ConvDirectShape s =
+        cnnkit::conv_direct_shape(q.C, q.H, q.W, q.OC, q.KH, q.KW, q.PT, q.PB, q.PL, q.PR);
+    const int64_t K = s.C * s.KH * s.KW, P = s.OH * s.OW, xn = s.C * s.H * s.W;
+    const std::vector<float> x = int_floats(xn, 11), w = int_floats(s.OC * K, 12),
+                             b = int_floats(s.OC, 13), dy = int_floats(s.OC * P, 14);
+    std::vector<float> xp(s.C * s.Hp * s.Wp), wk((K + 1) * s.OCs), wt(s.OC * K);
+    cnnkit::conv_direct_pad(xp.data(), x.data(), s);
+    cnnkit::conv_direct_pack_forward(wk.data(), w.data(), b.data(), s);
+    cnnkit::conv_direct_pack_input(wt.data(), w.data(), s);
+    const float* bias = wk.data() + K * s.OCs;
+    std::vector<float> scratch(std::max(
+        {cnnkit::conv_direct_forward_oc_scratch(s), cnnkit::conv_direct_weight_oc_scratch(s),
+         cnnkit::conv_direct_input_scratch(s)}));
+    // weight_w's lane partials, summed over lanes; weight_oc's [K, OCs] as [OC, K].
+    auto lanes = [&](const std::vector<float>& v) {
+      std::vector<float> dw(s.OC * K, 0.0f);
+      for (std::size_t i = 0; i < dw.size(); ++i)
+        for (int64_t l = 0; l < cnnkit::kConvDirectLanes; ++l)
+          dw[i] += v[i * cnnkit::kConvDirectLanes + l];
+      return dw;
+    };
+    auto untranspose = [&](const std::vector<float>& v) {
+      std::vector<float> dw(s.OC * K);
+      for (int64_t oc = 0; oc < s.OC; ++oc)
+        for (int64_t k = 0; k < K; ++k) dw[oc * K + k] = v[k * s.OCs + oc];
+      return dw;
+    };
+    // Each kernel's results (weights accumulated twice, as over two images of a group).
+    auto run = [&](const cnnkit::ConvDirectKernels& t) {
+      std::vector<std::vector<float>> out;
+      std::vector<float> y(s.OC * P, nan), dx(xn, nan), dwv(s.OC * K * cnnkit::kConvDirectLanes),
+          dwt(K * s.OCs);
+      t.forward_w(y.data(), xp.data(), wk.data(), bias, s);
+      out.push_back(y);
+      std::fill(y.begin(), y.end(), nan);
+      t.forward_oc(y.data(), xp.data(), wk.data(), bias, scratch.data(), s);
+      out.push_back(y);
+      for (int twice = 0; twice < 2; ++twice) {
+        t.weight_w(dwv.data(), xp.data(), dy.data(), s);
+        t.weight_oc(dwt.data(), xp.data(), dy.data(), scratch.data(), s);
+      }
+      out.push_back(lanes(dwv));
+      out.push_back(untranspose(dwt));
+      t.input(dx.data(), dy.data(), wt.data(), scratch.data(), s);
+      out.push_back(dx);
+      return out;
+    };
+    const auto want = run(ref);
+    const char* names[] = {"forward_w", "forward_oc", "weight_w", "weight_oc", "input"};
+    for (const cnnkit::ConvDirectKernels* t : tiers) {
+      const auto got = run(*t);
+      for (std::size_t i = 0; i < got.size(); ++i)
+        if (std::memcmp(got[i].data(), want[i].data(), got[i].size() * sizeof(float)) != 0) {
+          ++failures;
+          std::fprintf(stderr,
+                       "DIRECT KERNEL MISMATCH: %s %s, C%lld H%lld W%lld OC%lld k%lldx%lld "
+                       "pad %lld,%lld,%lld,%lld\n",
+                       t->name, names[i], (long long)q.C, (long long)q.H, (long long)q.W,
+                       (long long)q.OC, (long long)q.KH, (long long)q.KW, (long long)q.PT,
+                       (long long)q.PB, (long long)q.PL, (long long)q.PR);
+        }
+    }
+  }
+  return failures;
+}
+
 struct Case {
   std::string name;
   Conv2dShape s;
@@ -151,6 +259,20 @@ void run_case(const Case& c, double peak, const bench::Args& args) {
 
   const double fwd_ms = bench::median_ms(
       [&] { cnnkit::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, ws); }, args.reps);
+  // The backward pass in the two forms a network asks for: weight and bias gradients only (a
+  // first layer), and the input gradient alone (the rest of a hidden layer's backward).
+  const double dw_ms = bench::median_ms(
+      [&] {
+        cnnkit::conv2d_backward(nullptr, dw.data(), db.data(), dy.data(), x.data(), w.data(), s,
+                                ws);
+      },
+      args.reps);
+  const double dx_ms = bench::median_ms(
+      [&] {
+        cnnkit::conv2d_backward(dx.data(), nullptr, nullptr, dy.data(), x.data(), w.data(), s,
+                                ws);
+      },
+      args.reps);
   const double all_ms = bench::median_ms(
       [&] {
         cnnkit::conv2d_forward(y.data(), x.data(), w.data(), b.data(), s, ws);
@@ -160,6 +282,7 @@ void run_case(const Case& c, double peak, const bench::Args& args) {
       args.reps);
   const double flops = 2.0 * s.N * s.OC * s.C * s.KH * s.KW * s.OH * s.OW;
   const double fwd_gf = flops / fwd_ms * 1e-6, all_gf = 3 * flops / all_ms * 1e-6;
+  const double dw_gf = flops / dw_ms * 1e-6, dx_gf = flops / dx_ms * 1e-6;
   char geom[96];
   if (c.one_d)
     std::snprintf(geom, sizeof geom, "%lldx%lldx%lld->%lld k%lld s%lld p%lld", (long long)s.N,
@@ -169,9 +292,13 @@ void run_case(const Case& c, double peak, const bench::Args& args) {
     std::snprintf(geom, sizeof geom, "%lldx%lldx%lldx%lld->%lld k%lldx%lld s%lld p%lld",
                   (long long)s.N, (long long)s.C, (long long)s.H, (long long)s.W, (long long)s.OC,
                   (long long)s.KH, (long long)s.KW, (long long)s.SH, (long long)s.PT);
-  std::printf("%-18s %-32s %8.1e | %8.3f %7.1f %5.1f%% | %8.3f %7.1f %5.1f%%\n", c.name.c_str(),
-              geom, err, fwd_ms, fwd_gf, peak > 0 ? 100 * fwd_gf / peak : 0.0, all_ms, all_gf,
-              peak > 0 ? 100 * all_gf / peak : 0.0);
+  const cnnkit::ConvDirectPlan plan =
+      cnnkit::conv_direct_plan(s.C, s.OC, s.KH, s.KW, s.SH, s.SW, s.DH, s.DW, s.OH, s.OW);
+  std::printf("%-18s %-32s %-8s %8.1e | %8.3f %6.1f %5.1f%% | %8.3f %6.1f | %8.3f %6.1f | "
+              "%8.3f %6.1f %5.1f%%\n",
+              c.name.c_str(), geom, cnnkit::conv_direct_kind_name(plan.forward), err, fwd_ms,
+              fwd_gf, peak > 0 ? 100 * fwd_gf / peak : 0.0, dw_ms, dw_gf, dx_ms, dx_gf, all_ms,
+              all_gf, peak > 0 ? 100 * all_gf / peak : 0.0);
   std::fflush(stdout);
 }
 
@@ -184,13 +311,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%d im2col pack mismatches\n", pack_failures);
     return 1;
   }
+  const int direct_failures = check_direct();
+  if (direct_failures) {
+    std::fprintf(stderr, "%d direct-kernel mismatches\n", direct_failures);
+    return 1;
+  }
   const bool wide = cnnkit::active_simd_tier() == cnnkit::SimdTier::avx512;
   const double peak = bench::fma_peak_gflops(args.threads, cnnkit::active_simd_tier());
-  bench::print_header(wide ? "conv2d / conv1d (packs checked; peak: 512-bit FMAs)"
-                           : "conv2d / conv1d (packs checked; peak: 256-bit FMAs)",
+  bench::print_header(wide ? "conv2d / conv1d (packs, direct kernels checked; peak: 512-bit FMAs)"
+                           : "conv2d / conv1d (packs, direct kernels checked; peak: 256-bit FMAs)",
                       args, peak);
-  std::printf("%-18s %-32s %8s | %8s %7s %6s | %8s %7s %6s\n", "name", "N x C x H x W -> OC",
-              "rel.err", "fwd ms", "GFLOP/s", "peak", "f+b ms", "GFLOP/s", "peak");
+  std::printf("%-18s %-32s %-8s %8s | %8s %6s %6s | %8s %6s | %8s %6s | %8s %6s %6s\n",
+              "name", "N x C x H x W -> OC", "path", "rel.err", "fwd ms", "GF/s", "peak", "dw ms",
+              "GF/s", "dx ms", "GF/s", "f+b ms", "GF/s", "peak");
   std::vector<Case> cases;
   auto num = [](const std::string& t) { return std::stoll(t); };
   for (const auto& t : bench::read_shapes(args, "conv2d.txt"))

@@ -1,9 +1,11 @@
 """conv2d forward and every gradient against the float64 references (tests/reference.py): named
 edge cases (one helper, parametrized), integer-valued inputs bit for bit, the real shapes of
-bench/shapes/conv2d.txt, thread-count independence, and PyTorch as a second opinion on random
-configurations."""
+bench/shapes/conv2d.txt, the direct path's cases under every SIMD tier, thread-count
+independence, and PyTorch as a second opinion on random configurations."""
+import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -150,6 +152,99 @@ CASES = {
 }
 
 
+
+def takes_direct_path(conv):
+    """Whether conv2d runs this convolution on the direct kernels and, if so, its forward
+    vectorised over "width" or "channels": kernels/conv_direct.cpp's conv_direct_plan,
+    restated so that the DIRECT cases below are checked to reach what they are named for."""
+    N, C, H, W = conv.x_shape
+    (KH, KW), (PT, PB, PL, PR) = conv.kernel, conv.pads
+    OH, OW = H + PT + PB - KH + 1, W + PL + PR - KW + 1
+    if (C > 16 or conv.stride != (1, 1) or conv.dilation != (1, 1) or max(KH, KW) > 7
+            or OH * OW > 64 * 64):
+        return None
+    fill = lambda n: n / (-(-n // 16) * 16)  # noqa: E731
+    return "width" if fill(OW) >= fill(OC := conv.oc) else "channels" if OC else None
+
+
+# The direct path (src/kernels/conv_direct*): vectorised over output width (few channels) or
+# over output channels (narrow rows), with edges from the kernels' blocking: kernels 1 .. 7,
+# padding 0 .. 3 (wider than the kernel, asymmetric), widths that are not multiples of 8 or
+# 16 and rows of more than 4 vectors, OC not a multiple of the vector width on both sides and
+# more than 4 vectors of channels, an odd number of rows (blocks take pairs), N = 1.
+DIRECT = {
+    "direct_k1": Conv((2, 3, 5, 13), 5, (1, 1)),
+    "direct_k2_pad3": Conv((2, 2, 6, 7), 3, (2, 2), 1, 3),
+    "direct_k3_w33": Conv((2, 3, 9, 33), 7, (3, 3), 1, 1),
+    "direct_k4x2_asym": Conv((2, 3, 7, 8), 5, (4, 2), 1, (1, 2, 0, 1)),
+    "direct_lenet_conv1": Conv((2, 1, 28, 28), 6, (5, 5), 1, 2),
+    "direct_lenet_conv2": Conv((2, 6, 14, 14), 16, (5, 5)),
+    "direct_k6_same": Conv((2, 2, 9, 10), 4, (6, 6), 1, "same"),
+    "direct_k7_pad3": Conv((1, 2, 9, 11), 3, (7, 7), 1, 3),
+    "direct_k1x7": Conv((2, 2, 6, 19), 3, (1, 7), 1, (0, 3)),
+    "direct_k7x1": Conv((2, 2, 19, 6), 3, (7, 1), 1, (3, 0)),
+    "direct_rows_of_5_vectors": Conv((2, 2, 3, 70), 5, (3, 3), 1, 1),
+    "direct_c16": Conv((2, 16, 6, 6), 24, (3, 3), 1, 1),
+    "direct_n1": Conv((1, 3, 8, 8), 4, (3, 3), 1, 1),
+    "direct_one_row": Conv((2, 3, 1, 20), 6, (1, 3), 1, (0, 0, 0, 1)),
+    "direct_channels_oc24": Conv((2, 3, 6, 5), 24, (3, 3), 1, 1),
+    "direct_channels_odd_rows": Conv((2, 4, 7, 9), 17, (3, 3)),
+    "direct_channels_oc70": Conv((1, 2, 5, 3), 70, (3, 2), 1, (1, 0, 0, 1)),
+    "direct_channels_k7": Conv((2, 2, 9, 9), 32, (7, 7), 1, 2),
+    # Forward over width, dw over channels: lane partials of OC*K > 32768 weights would be big.
+    "direct_width_many_weights": Conv((1, 16, 4, 16), 48, (7, 7), 1, 3),
+}
+
+
+def test_direct_cases_reach_the_direct_path():
+    kinds = {name: takes_direct_path(conv) for name, conv in DIRECT.items()}
+    assert all(kinds.values()), [n for n, k in kinds.items() if not k]
+    assert {k for n, k in kinds.items() if "channels" in n} == {"channels"}
+    assert "width" in kinds.values()
+    assert takes_direct_path(CASES["stride2_padded"]) is None
+
+
+@pytest.mark.parametrize("name", DIRECT)
+def test_conv2d_direct_random(name, rng):
+    check_conv(DIRECT[name], rng)
+
+
+@pytest.mark.parametrize("name", DIRECT)
+def test_conv2d_direct_exact_ints(name, rng):
+    check_conv(DIRECT[name], rng, exact=True)
+
+
+# Runs in the child: every DIRECT case, bit for bit on integer inputs and within tolerance on
+# random ones, with the tier CNNKIT_SIMD chose (each tier has its own direct kernels).
+TIER_CHILD = r"""
+import json
+import sys
+sys.modules["torch"] = None  # not needed here; helpers then skip its slow import
+import numpy as np
+from cnnkit import _core
+import test_conv2d as t
+
+rng = np.random.default_rng(3)
+for name, conv in t.DIRECT.items():
+    t.check_conv(conv, rng, exact=True)
+    t.check_conv(conv, rng)
+print(json.dumps({"tier": _core.simd_tier(), "cases": len(t.DIRECT)}))
+"""
+
+
+@pytest.mark.parametrize("tier", _core.simd_tiers_supported())
+def test_conv2d_direct_every_tier(tier):
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, CNNKIT_SIMD=tier)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(here, "..", "python"), here,
+                                         env.get("PYTHONPATH", "")])
+    r = subprocess.run([sys.executable, "-c", TIER_CHILD], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"tier": tier,
+                                                             "cases": len(DIRECT)}
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_conv2d_random(name, rng):
     check_conv(CASES[name], rng)
@@ -172,10 +267,11 @@ SUBSETS = [(True, False, False), (False, True, False), (False, False, True),
 
 @pytest.mark.parametrize("need", SUBSETS, ids=lambda n: "+".join(
     g for g, k in zip(("dx", "dw", "db"), n) if k) or "none")
-@pytest.mark.parametrize("name", ["padded_3x3", "stride2_padded", "pointwise", "batch9"])
+@pytest.mark.parametrize("name", ["padded_3x3", "stride2_padded", "pointwise", "batch9",
+                                  "direct_lenet_conv1", "direct_lenet_conv2"])
 def test_conv2d_gradient_subsets(name, need, rng):
     # Each subset is exact and equals the same gradient computed together with the others.
-    conv = CASES[name]
+    conv = CASES.get(name) or DIRECT[name]
     check_conv(conv, rng, exact=True, need=need)
     x, w, b, dy = conv.inputs(rng, randn)
     full = conv.backward(dy, x, w)
@@ -215,15 +311,22 @@ def test_conv2d_same_output_size():
         assert y.shape[2:] == (-(-size // s), -(-(size + 1) // s))
 
 
-def test_conv2d_empty_batch(rng):
-    conv = Conv((0, 3, 6, 7), 4, (3, 3), 1, 1)
-    x, w = randn(rng, 0, 3, 6, 7), randn(rng, 4, 3, 3, 3)
-    y = conv.forward(x, w, randn(rng, 4))
-    assert y.shape == (0, 4, 6, 7)
+@pytest.mark.parametrize("oc", [4, 32])  # the direct path over width, over channels
+def test_conv2d_empty_batch(oc, rng):
+    conv = Conv((0, 3, 6, 7), oc, (3, 3), 1, 1)
+    assert takes_direct_path(conv) == ("width" if oc == 4 else "channels")
+    x, w = randn(rng, 0, 3, 6, 7), randn(rng, oc, 3, 3, 3)
+    y = conv.forward(x, w, randn(rng, oc))
+    assert y.shape == (0, oc, 6, 7)
     dx, dw, db = conv.backward(y, x, w)
     assert dx.shape == (0, 3, 6, 7)
     assert_exact(dw, np.zeros(w.shape))
-    assert_exact(db, np.zeros(4))
+    assert_exact(db, np.zeros(oc))
+
+    wide = Conv((0, 40, 6, 7), 4, (3, 3), 1, 1)  # the GEMM path
+    assert takes_direct_path(wide) is None
+    x, w = randn(rng, 0, 40, 6, 7), randn(rng, 4, 40, 3, 3)
+    assert wide.forward(x, w, None).shape == (0, 4, 6, 7)
 
 
 def test_conv2d_noncontiguous_and_float64(rng):
@@ -252,9 +355,13 @@ def threads():
 
 # Large enough for 2 threads: many small images (whole images per thread), one large image
 # (the GEMM's threads), a batch not divisible by the weight-gradient groups, the col2im and
-# rotated input-gradient paths.
+# rotated input-gradient paths, and the direct path over width and over channels (its dw
+# partials summed per image group in group order, like the GEMM path's).
 THREADED = {
-    "many_small_images": Conv((16, 8, 12, 12), 8, (3, 3), 1, 1),
+    "many_small_images": Conv((16, 40, 12, 12), 8, (3, 3), 1, 1),
+    "direct_lenet_conv1": Conv((16, 1, 28, 28), 6, (5, 5), 1, 2),
+    "direct_lenet_conv2": Conv((16, 6, 14, 14), 16, (5, 5)),
+    "direct_batch11": Conv((11, 3, 16, 16), 8, (3, 3), 1, 1),
     "one_large_image": Conv((1, 16, 40, 40), 16, (3, 3), 1, 1),
     "batch11_pointwise": Conv((11, 32, 10, 10), 16, (1, 1)),
     "strided_col2im": Conv((6, 16, 20, 20), 24, (3, 3), 2, 1),
@@ -274,8 +381,10 @@ def test_conv2d_same_bits_for_1_and_2_threads(name, rng, threads):
         assert_exact(two, one, what)
 
 
-def test_conv2d_nan_propagates(rng):
-    conv = CASES["padded_3x3"]
+@pytest.mark.parametrize("conv", [CASES["padded_3x3"], CASES["stride2_padded"],
+                                  DIRECT["direct_lenet_conv2"]], ids=["direct_width", "gemm",
+                                                                      "direct_channels"])
+def test_conv2d_nan_propagates(conv, rng):
     x, w, b, dy = conv.inputs(rng, randn)
     x[1, 2, 4, 5] = np.nan
     dy[0, 1, 3, 3] = np.nan
@@ -337,9 +446,11 @@ def test_conv2d_vs_torch(seed):
 
 @pytest.mark.skipif(not os.path.exists(BENCH), reason="C++ benchmarks not built "
                     "(cmake -DCNNKIT_BUILD_BENCH=ON)")
-def test_im2col_packs_every_width_and_tier():
+def test_im2col_packs_and_direct_kernels_every_tier():
     # The GEMM of one tier asks for one panel width; bench_conv2d checks every pack (portable,
-    # AVX2, AVX-512 where they run) at widths 1 .. 64 and odd sub-ranges against im2col.
+    # AVX2, AVX-512 where they run) at widths 1 .. 64 and odd sub-ranges against im2col, and
+    # every entry point of each tier's direct kernels against conv_direct_kernels__ref, bit
+    # for bit, on geometries at the edges of their blocks.
     r = subprocess.run([BENCH, "--filter", "no shape has this name"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr

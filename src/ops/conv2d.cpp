@@ -1,12 +1,15 @@
-// conv2d: the shape function, the im2col + GEMM lowering of forward and backward, and the
-// direct-loop references. Per image (darknet's lowering, with col packed straight from the
-// image by the GEMM instead of materialised):
+// conv2d: the shape function, the im2col + GEMM lowering of forward and backward, the direct
+// path for small few-channel layers, and the direct-loop references. Per image (darknet's
+// lowering, with col packed straight from the image by the GEMM instead of materialised):
 //   forward  y[OC, OH*OW]     = w[OC, C*KH*KW] · col(x) + b      (1x1 stride 1 unpadded: col = x)
 //   weight   dw[OC, C*KH*KW] += dy[OC, OH*OW] · col(x)ᵀ, summed over the batch in fixed groups
 //            of images; col packed from the image made channels-last when C % 8 == 0
 //   input    dx = col2im(wᵀ · dy), or at stride 1 and C >= 32 the forward convolution of dy
 //            with the 180°-rotated, transposed kernel (no col2im)
 //   bias     db[OC] = sums of dy, per image group too
+// Small layers with few input channels (LeNet, CIFAR stems: conv_direct_plan) skip lowering:
+// kernels/conv_direct.hpp convolves each image in place, one thread per image, in the same
+// per-image steps and image groups.
 // Every result is bit-identical for any thread count: images are independent, and the batch
 // reductions (dw, db) use groups fixed by the shape, added in group order.
 // Threads: whole images per thread with single-threaded GEMMs whenever the batch splits evenly
@@ -17,6 +20,7 @@
 #include <algorithm>
 #include <string>
 
+#include "kernels/conv_direct.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/im2col.hpp"
 #include "parallel.hpp"
@@ -342,10 +346,70 @@ struct Backward {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// The direct path (kernels/conv_direct.hpp)
+
+constexpr int kSlotDirectWeights = 4;  // the direct kernels' packed weights
+constexpr int kSlotDirectScratch = 5;  // per-thread padded images and kernel scratch
+
+using Direct = ConvDirectKind;
+
+// The direct path (kernels/conv_direct.cpp, conv_direct_plan: few input channels, stride 1,
+// small images) or the GEMM path, for each pass of this convolution.
+ConvDirectPlan direct_plan(const Conv2dShape& s) {
+  return conv_direct_plan(s.C, s.OC, s.KH, s.KW, s.SH, s.SW, s.DH, s.DW, s.OH, s.OW);
+}
+
+ConvDirectShape direct_shape(const Conv2dShape& s) {
+  return conv_direct_shape(s.C, s.H, s.W, s.OC, s.KH, s.KW, s.PT, s.PB, s.PL, s.PR);
+}
+
+bool is_padded(const Conv2dShape& s) { return s.PT || s.PB || s.PL || s.PR; }
+
+// The image the kernels read: xp (filled) when the convolution is padded, else x itself.
+const float* pad_image(float* xp, const float* x, const Conv2dShape& s,
+                       const ConvDirectShape& d) {
+  if (!is_padded(s)) return x;
+  conv_direct_pad(xp, x, d);
+  return xp;
+}
+
+// Floats rounded up to whole cache lines, so that per-thread scratch blocks do not share one.
+int64_t lines(int64_t n) { return (n + 15) / 16 * 16; }
+
+// y = conv(x, w) + b through the direct kernels, whole images per thread.
+void direct_forward(float* y, const float* x, const float* w, const float* b,
+                    const Conv2dShape& s, Direct kind, Workspace& ws) {
+  const ConvDirectShape d = direct_shape(s);
+  const ConvDirectKernels& kern = conv_direct_kernels(active_simd_tier());
+  const int64_t K = s.C * s.KH * s.KW, xs = s.C * s.H * s.W, ys = s.OC * s.OH * s.OW;
+  float* wk = ws.buffer(kSlotDirectWeights, (K + 1) * d.OCs);
+  conv_direct_pack_forward(wk, w, b, d);
+  const float* bias = b ? wk + K * d.OCs : nullptr;
+  const int64_t xpn = is_padded(s) ? lines(s.C * d.Hp * d.Wp) : 0;
+  const int64_t yts = kind == Direct::channels ? lines(conv_direct_forward_oc_scratch(d)) : 0;
+  const int64_t per = xpn + yts;
+  const int nt = unit_threads(s.N, s.N * image_flops(s));
+  float* scratch = ws.buffer(kSlotDirectScratch, static_cast<std::size_t>(nt) * per);
+  parallel_chunks(s.N, nt, [&](int64_t n0, int64_t n1, int t) {
+    float* xp = scratch + t * per;
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* xi = pad_image(xp, x + n * xs, s, d);
+      if (kind == Direct::width)
+        kern.forward_w(y + n * ys, xi, wk, bias, d);
+      else
+        kern.forward_oc(y + n * ys, xi, wk, bias, xp + xpn, d);
+    }
+  });
+}
+
 }  // namespace
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* b,
-                    const Conv2dShape& s, Workspace&) {
+                    const Conv2dShape& s, Workspace& ws) {
+  if (s.N == 0) return;
+  if (const Direct kind = direct_plan(s).forward; kind != Direct::none)
+    return direct_forward(y, x, w, b, s, kind, ws);
   const int64_t xs = s.C * s.H * s.W, ys = s.OC * s.OH * s.OW;
   // Whole images per thread when there are enough of them; each image is the same GEMM
   // either way, so y does not depend on the thread count.
@@ -364,8 +428,13 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     if (dw) std::fill(dw, dw + wsize, 0.0f);
     return;
   }
+  const ConvDirectPlan plan = direct_plan(s);
+  const Direct wdirect = dw ? plan.weight : Direct::none;
+  const bool xdirect = dx && plan.input;
+  const ConvDirectShape d = direct_shape(s);
+  const ConvDirectKernels& kern = conv_direct_kernels(active_simd_tier());
   Backward bw{s, dy, x, w, input_grad_path(s), weight_grad_path(s), s, nullptr, 0};
-  if (dx && bw.path == InputGradPath::rotated) {
+  if (dx && !xdirect && bw.path == InputGradPath::rotated) {
     bw.sr = rotated_shape(s);
     float* wr = ws.buffer(kSlotRotated, wsize);
     rotate_kernel(wr, w, s);
@@ -373,37 +442,77 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
   }
   bw.col_block = std::min(P, std::max(kColBlockAlign,
                                       kColBlockFloats / K / kColBlockAlign * kColBlockAlign));
+  float* wt = nullptr;
+  if (xdirect) {
+    wt = ws.buffer(kSlotDirectWeights, wsize);
+    conv_direct_pack_input(wt, w, d);
+  }
 
-  // Group g holds images [N*g/G, N*(g+1)/G) and sums them into its partial: dw itself for
-  // g = 0, except on the channels-last path, whose partials are all in the tap-major layout.
+  // Group g holds images [N*g/G, N*(g+1)/G) and sums them into its partial of dw, laid out
+  // as its kernel accumulates:
+  //   plain          dw itself for g = 0 (GEMM, transposed or pointwise pack)
+  //   tap_major      [OC, KH*KW, C] (GEMM, channels-last pack)
+  //   lanes          [OC*K, 16] lane partials (direct, over width)
+  //   channels_last  [K, OCs] (direct, over channels)
   // db is summed here too, per group, while each image's dy is in cache.
+  enum class Layout { plain, tap_major, lanes, channels_last };
+  const Layout layout = wdirect == Direct::width      ? Layout::lanes
+                        : wdirect == Direct::channels ? Layout::channels_last
+                        : bw.wpath == WeightGradPath::channels_last ? Layout::tap_major
+                                                                    : Layout::plain;
+  const int64_t psize = layout == Layout::lanes           ? wsize * kConvDirectLanes
+                        : layout == Layout::channels_last ? K * d.OCs
+                                                          : wsize;
   const int64_t groups = batch_groups(s);
-  const bool tap_major = bw.wpath == WeightGradPath::channels_last;
-  const int64_t dw_partials = !dw ? 0 : tap_major ? groups : groups - 1;
-  float* partials = ws.buffer(kSlotPartial, dw_partials * wsize + (db ? groups * s.OC : 0));
-  float* db_partials = partials + dw_partials * wsize;
+  const int64_t dw_partials = !dw ? 0 : layout == Layout::plain ? groups - 1 : groups;
+  float* partials = ws.buffer(kSlotPartial, dw_partials * psize + (db ? groups * s.OC : 0));
+  float* db_partials = partials + dw_partials * psize;
   auto partial = [&](int64_t g) {
-    return tap_major ? partials + g * wsize : g == 0 ? dw : partials + (g - 1) * wsize;
+    return layout != Layout::plain ? partials + g * psize
+           : g == 0               ? dw
+                                  : partials + (g - 1) * psize;
   };
   const int nt = unit_threads(groups, 3 * s.N * image_flops(s));
-  float* cols = dx && bw.path == InputGradPath::col2im
+  const bool gemm_cols = dx && !xdirect && bw.path == InputGradPath::col2im;
+  float* cols = gemm_cols
                     ? ws.buffer(kSlotCol, static_cast<std::size_t>(nt) * K * bw.col_block)
                     : nullptr;
-  float* images = dw && tap_major ? ws.buffer(kSlotImage, static_cast<std::size_t>(nt) * xs)
-                                  : nullptr;
+  float* images = layout == Layout::tap_major
+                      ? ws.buffer(kSlotImage, static_cast<std::size_t>(nt) * xs)
+                      : nullptr;
+  // Per thread for the direct kernels: the padded image, the channels-last dy, padded dy.
+  const int64_t xpn = wdirect != Direct::none && is_padded(s) ? lines(s.C * d.Hp * d.Wp) : 0;
+  const int64_t dytn = wdirect == Direct::channels ? lines(conv_direct_weight_oc_scratch(d)) : 0;
+  const int64_t dypn = xdirect ? lines(conv_direct_input_scratch(d)) : 0;
+  const int64_t per = xpn + dytn + dypn;
+  float* scratch = per ? ws.buffer(kSlotDirectScratch, static_cast<std::size_t>(nt) * per)
+                       : nullptr;
   parallel_chunks(groups, nt, [&](int64_t g0, int64_t g1, int t) {
+    float* xp = scratch ? scratch + t * per : nullptr;
+    float* dyt = xp ? xp + xpn : nullptr;
+    float* dyp = xp ? dyt + dytn : nullptr;
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t n0 = s.N * g / groups, n1 = s.N * (g + 1) / groups;
+      if (wdirect != Direct::none) std::fill(partial(g), partial(g) + psize, 0.0f);
       for (int64_t n = n0; n < n1; ++n) {
+        const float* dyn = dy + n * s.OC * P;
         if (db)
           for (int64_t oc = 0; oc < s.OC; ++oc) {
-            const float r = row_sum(dy + (n * s.OC + oc) * P, P);
+            const float r = row_sum(dyn + oc * P, P);
             float& group = db_partials[g * s.OC + oc];
             group = n == n0 ? r : group + r;
           }
-        if (dw) bw.weight_image(partial(g), n > n0, n, images ? images + t * xs : nullptr);
-        if (dx) bw.input_image(dx + n * xs, n, cols ? cols + t * K * bw.col_block : nullptr,
-                               nt == 1);
+        if (wdirect == Direct::width)
+          kern.weight_w(partial(g), pad_image(xp, x + n * xs, s, d), dyn, d);
+        else if (wdirect == Direct::channels)
+          kern.weight_oc(partial(g), pad_image(xp, x + n * xs, s, d), dyn, dyt, d);
+        else if (dw)
+          bw.weight_image(partial(g), n > n0, n, images ? images + t * xs : nullptr);
+        if (xdirect)
+          kern.input(dx + n * xs, dyn, wt, dyp, d);
+        else if (dx)
+          bw.input_image(dx + n * xs, n, cols ? cols + t * K * bw.col_block : nullptr,
+                         nt == 1);
       }
     }
   });
@@ -414,10 +523,10 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
       db[oc] = acc;
     }
   if (!dw) return;
+  float* p0 = partial(0);
   if (groups > 1) {
     // p0 += p1, then p2, ...: every element summed in group order.
-    float* p0 = partial(0);
-    parallel_for(wsize, groups * wsize, [&](int64_t e0, int64_t e1, int) {
+    parallel_for(psize, groups * psize, [&](int64_t e0, int64_t e1, int) {
       for (int64_t g = 1; g < groups; ++g) {
         const float* p = partial(g);
 #pragma omp simd
@@ -425,7 +534,21 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
       }
     });
   }
-  if (tap_major) untranspose_taps(dw, partial(0), s);
+  switch (layout) {
+    case Layout::plain: return;
+    case Layout::tap_major: untranspose_taps(dw, p0, s); return;
+    case Layout::lanes:  // the lanes of each element, added in lane order
+      for (int64_t i = 0; i < wsize; ++i) {
+        float acc = p0[i * kConvDirectLanes];
+        for (int64_t l = 1; l < kConvDirectLanes; ++l) acc += p0[i * kConvDirectLanes + l];
+        dw[i] = acc;
+      }
+      return;
+    case Layout::channels_last:
+      for (int64_t oc = 0; oc < s.OC; ++oc)
+        for (int64_t k = 0; k < K; ++k) dw[oc * K + k] = p0[k * d.OCs + oc];
+      return;
+  }
 }
 
 }  // namespace cnnkit
