@@ -1,6 +1,8 @@
 // 2-D convolution (cross-correlation, as every framework computes it) on NCHW float32
 // minibatches: forward, and backward for the input, weight and bias gradients. Lowered to the
-// packed GEMM: Y[OC, OH*OW] = W[OC, C*KH*KW] · col[C*KH*KW, OH*OW] per image.
+// packed GEMM, Y[OC, OH*OW] = W[OC, C*KH*KW] · col[C*KH*KW, OH*OW] per image, except small
+// stride-1 layers with few input channels (LeNet-class), which run direct-convolution kernels
+// (kernels/conv_direct.hpp; the rule is conv_direct_plan).
 #pragma once
 
 #include <cstdint>
