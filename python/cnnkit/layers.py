@@ -207,8 +207,42 @@ def _padding_arg(padding, n, op):
 
 # --- convolution --------------------------------------------------------------------------------
 
-class Conv2d(Layer):
+class _Conv(Layer):
+    """forward and backward shared by Conv2d and Conv1d: the core functions and the input
+    layout are class attributes."""
+
+    _layout = None
+    _core_forward = _core_backward = None
+
+    def forward(self, x):
+        shape = _shape_of(x)
+        key = (shape, self.reuse_buffers, self.padding, self.kernel_size, self.stride, self.dilation)
+        plan = self._plans.get(key)
+        if plan is None:
+            self._expect_input(x, self._layout, 1, self.in_channels)
+            pad = self._pads(shape)
+            out = self._out("y", (shape[0],) + self.output_shape(shape[1:])) if self.reuse_buffers else None
+            plan = self._remember(key, [pad, out, None])  # [2]: the dx array, once asked for
+        self._x, self._shape, self._plan = x, shape, plan
+        self._pad, out = plan[0], plan[1]
+        self._y_out = out
+        return type(self)._core_forward(x, self.params["weight"], self.params.get("bias"), self.stride, self._pad,
+                                        self.dilation, out=out, workspace=self._ws)
+
+    def backward(self, grad_output):
+        dw, db = self._param_grads()
+        dx = self._dx() if self.input_grad else None
+        gx, _, _ = type(self)._core_backward(grad_output, self._x, self.params["weight"], self.stride, self._pad,
+                                             self.dilation, self.input_grad, dw is not None, db is not None,
+                                             out=(dx, dw, db), workspace=self._ws)
+        return gx
+
+
+class Conv2d(_Conv):
     """2-D convolution: (N, in_channels, H, W) -> (N, out_channels, OH, OW)."""
+
+    _layout = "(N, C, H, W)"
+    _core_forward, _core_backward = _core.conv2d_forward, _core.conv2d_backward
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True):
         super().__init__()
@@ -234,29 +268,6 @@ class Conv2d(Layer):
                                           self.stride, self._pads((1,) + tuple(input_shape)), self.dilation)
         return (self.out_channels, oh, ow)
 
-    def forward(self, x):
-        shape = _shape_of(x)
-        key = (shape, self.reuse_buffers, self.padding, self.kernel_size, self.stride, self.dilation)
-        plan = self._plans.get(key)
-        if plan is None:
-            self._expect_input(x, "(N, C, H, W)", 1, self.in_channels)
-            pad = self._pads(shape)
-            out = self._out("y", (shape[0],) + self.output_shape(shape[1:])) if self.reuse_buffers else None
-            plan = self._remember(key, [pad, out, None])  # [2]: the dx array, once asked for
-        self._x, self._shape, self._plan = x, shape, plan
-        self._pad, out = plan[0], plan[1]
-        self._y_out = out
-        return _core.conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride, self._pad,
-                                    self.dilation, out=out, workspace=self._ws)
-
-    def backward(self, grad_output):
-        dw, db = self._param_grads()
-        dx = self._dx() if self.input_grad else None
-        gx, _, _ = _core.conv2d_backward(grad_output, self._x, self.params["weight"], self.stride, self._pad,
-                                         self.dilation, self.input_grad, dw is not None, db is not None,
-                                         out=(dx, dw, db), workspace=self._ws)
-        return gx
-
     def get_config(self):
         pad = self.padding if isinstance(self.padding, str) else list(self.padding)
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -264,8 +275,11 @@ class Conv2d(Layer):
                 "dilation": list(self.dilation), "bias": "bias" in self.params}
 
 
-class Conv1d(Layer):
+class Conv1d(_Conv):
     """1-D convolution: (N, in_channels, L) -> (N, out_channels, OL)."""
+
+    _layout = "(N, C, L)"
+    _core_forward, _core_backward = _core.conv1d_forward, _core.conv1d_backward
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True):
         super().__init__()
@@ -293,29 +307,6 @@ class Conv1d(Layer):
                                          (self.out_channels, 1, self.kernel_size), (1, self.stride),
                                          (0, 0) + self._pads((1,) + tuple(input_shape)), (1, self.dilation))
         return (self.out_channels, ol)
-
-    def forward(self, x):
-        shape = _shape_of(x)
-        key = (shape, self.reuse_buffers, self.padding, self.kernel_size, self.stride, self.dilation)
-        plan = self._plans.get(key)
-        if plan is None:
-            self._expect_input(x, "(N, C, L)", 1, self.in_channels)
-            pad = self._pads(shape)
-            out = self._out("y", (shape[0],) + self.output_shape(shape[1:])) if self.reuse_buffers else None
-            plan = self._remember(key, [pad, out, None])  # [2]: the dx array, once asked for
-        self._x, self._shape, self._plan = x, shape, plan
-        self._pad, out = plan[0], plan[1]
-        self._y_out = out
-        return _core.conv1d_forward(x, self.params["weight"], self.params.get("bias"), self.stride, self._pad,
-                                    self.dilation, out=out, workspace=self._ws)
-
-    def backward(self, grad_output):
-        dw, db = self._param_grads()
-        dx = self._dx() if self.input_grad else None
-        gx, _, _ = _core.conv1d_backward(grad_output, self._x, self.params["weight"], self.stride, self._pad,
-                                         self.dilation, self.input_grad, dw is not None, db is not None,
-                                         out=(dx, dw, db), workspace=self._ws)
-        return gx
 
     def get_config(self):
         pad = self.padding if isinstance(self.padding, str) else self.padding[0]
