@@ -1,5 +1,7 @@
 """Shared test helpers: input generators and the comparisons that hold float32 results to the
 float64 references with the tolerances measured in ../shared/TESTING.md."""
+import os
+
 import numpy as np
 
 try:  # PyTorch is a second opinion only: tests that need it skip without it
@@ -57,3 +59,14 @@ def assert_exact(actual, expected, what="result"):
     expected = np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     np.testing.assert_array_equal(actual, expected, err_msg=what)
+
+
+def child_env(**extra):
+    """Environment for a child Python process that must import the same cnnkit as this test
+    run (installed or a development build) and the tests' own modules, plus `extra` variables."""
+    from cnnkit import _core
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(_core.__file__)))
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, tests_dir, os.environ.get("PYTHONPATH")) if p)
+    return env

@@ -4,7 +4,7 @@ import pytest
 
 import cnnkit.functional as F
 import reference as ref
-from helpers import assert_close, needs_torch, torch
+from helpers import child_env, assert_close, needs_torch, torch
 
 ACTIVATIONS = {
     "relu": (F.relu, F.relu_backward, ref.relu, ref.relu_backward),
@@ -131,16 +131,13 @@ print(_core.simd_tier(), digest.hexdigest())
 def test_sigmoid_tanh_adam_are_the_same_bits_on_every_tier():
     """Their loops are built per ISA (kernels/elementwise_*.cpp) from one source, without FMA
     contraction: each tier, run in its own process (CNNKIT_SIMD), gives the same bits."""
-    import os
     import subprocess
     import sys
     from cnnkit import _core
-    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(_core.__file__)))  # the cnnkit under test
     digests = {}
     for tier in _core.simd_tiers_supported():
-        env = dict(os.environ, CNNKIT_SIMD=tier,
-                   PYTHONPATH=os.pathsep.join([package_dir, os.environ.get("PYTHONPATH", "")]))
-        out = subprocess.run([sys.executable, "-c", TIER_CHILD], env=env, capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-c", TIER_CHILD], env=child_env(CNNKIT_SIMD=tier), capture_output=True,
+                             text=True,
                              timeout=120)
         assert out.returncode == 0, out.stderr
         got_tier, digest = out.stdout.split()

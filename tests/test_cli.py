@@ -1,14 +1,12 @@
 """The command line, run as users run it: python -m cnnkit (same program as `cnnkit`)."""
-import os
 import subprocess
 import sys
 
-import pytest
+from helpers import child_env
 
 
 def run(*args, timeout=300):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    return subprocess.run([sys.executable, "-m", "cnnkit", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "cnnkit", *args], capture_output=True, text=True, env=child_env(),
                           timeout=timeout)
 
 

@@ -14,7 +14,7 @@ import cnnkit
 import reference as ref
 from cnnkit import _core
 from cnnkit import functional as F
-from helpers import (assert_exact, assert_scaled_close, exact_ints, needs_torch, randn, torch)
+from helpers import (assert_exact, assert_scaled_close, child_env, exact_ints, needs_torch, randn, torch)
 
 SHAPES = os.path.join(os.path.dirname(__file__), "..", "bench", "shapes", "conv2d.txt")
 BENCH = os.path.join(os.path.dirname(__file__), "..", "build", "bench", "bench_conv2d")
@@ -234,11 +234,7 @@ print(json.dumps({"tier": _core.simd_tier(), "cases": len(t.DIRECT)}))
 
 @pytest.mark.parametrize("tier", _core.simd_tiers_supported())
 def test_conv2d_direct_every_tier(tier):
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, CNNKIT_SIMD=tier)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(here, "..", "python"), here,
-                                         env.get("PYTHONPATH", "")])
-    r = subprocess.run([sys.executable, "-c", TIER_CHILD], env=env, capture_output=True,
+    r = subprocess.run([sys.executable, "-c", TIER_CHILD], env=child_env(CNNKIT_SIMD=tier), capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout.strip().splitlines()[-1]) == {"tier": tier,

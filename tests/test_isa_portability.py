@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import cnnkit
+from helpers import child_env
 
 x86 = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 only")
 
@@ -61,7 +62,7 @@ print("portable ok")
 @x86
 @pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="qemu-user not installed")
 def test_runs_on_a_cpu_without_avx2_under_qemu():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env = child_env()
     env.pop("CNNKIT_SIMD", None)
     env.pop("OPENBLAS_CORETYPE", None)  # a forced Haswell OpenBLAS kernel would itself need AVX2
     r = subprocess.run(["qemu-x86_64", "-cpu", "SandyBridge", os.path.realpath(sys.executable), "-c", SCRIPT],

@@ -5,7 +5,6 @@ never executes code from the file."""
 import io
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 import cnnkit
 from cnnkit import layers as L
 from cnnkit.saving import CheckpointError
+from helpers import child_env
 
 
 def trained_model(rng, optimizer="adam"):
@@ -89,7 +89,7 @@ def test_save_killed_mid_write_leaves_the_previous_file_loadable(tmp_path, rng):
     m, x, _ = trained_model(rng)
     path = tmp_path / "m.cnnkit"
     m.save(path)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env = child_env()
     for delay in (0.05, 0.2, 0.5):
         proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, env=env)
         assert proc.stdout.readline().strip() == b"ready"

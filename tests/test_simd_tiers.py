@@ -2,17 +2,14 @@
 with CNNKIT_SIMD=<tier> must report that tier and compute linear and conv2d correctly with it;
 an unknown or unsupported request falls back to the best tier and simd_tier_note() says so."""
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from cnnkit import _core
+from helpers import child_env
 
-# the directory holding the cnnkit package this test imported (installed or a dev build)
-PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(_core.__file__)))
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # Runs in the child: reports the tier and the worst scaled errors of linear and conv2d against
 # the float64 references (exact-integer inputs must match bit for bit).
@@ -46,9 +43,7 @@ print(json.dumps({"tier": _core.simd_tier(), "note": _core.simd_tier_note(),
 
 
 def run_child(simd):
-    env = dict(os.environ, CNNKIT_SIMD=simd)
-    env["PYTHONPATH"] = os.pathsep.join([PYTHON_DIR, TESTS_DIR, env.get("PYTHONPATH", "")])
-    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", CHILD], env=child_env(CNNKIT_SIMD=simd), capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -7,7 +7,6 @@ output and gradient arrays from step to step, and fit gathers each batch into on
 array, so a training step allocates no large buffers.
 """
 import math
-import time
 
 import numpy as np
 
@@ -180,7 +179,7 @@ class Sequential:
     def _check_input(self, x):
         x = np.asarray(x)
         if x.ndim < 1:
-            raise ValueError(f"expected a batch of inputs, got a scalar")
+            raise ValueError("expected a batch of inputs, got a scalar")
         if self.input_shape is None:
             self.input_shape = self._shape_arg(x.shape[1:])
             self.output_shapes()
