@@ -22,6 +22,7 @@
 #include "ops/conv2d.hpp"
 #include "ops/dropout.hpp"
 #include "ops/linear.hpp"
+#include "ops/merge.hpp"
 #include "ops/loss.hpp"
 #include "ops/optim.hpp"
 #include "ops/pool.hpp"
@@ -987,6 +988,93 @@ PYBIND11_MODULE(_core, m) {
         return dx;
       },
       py::arg("grad_output"), py::arg("mask"), py::arg("out") = py::none());
+
+  // --- merging branches: residual sum, channel concatenation ------------------------------------
+  m.def(
+      "add",
+      [](py::handle a_obj, py::handle b_obj, py::handle out) {
+        const std::string op = "add";
+        FArray a = as_float(a_obj, op, "a"), b = as_float(b_obj, op, "b");
+        const Shape shape(a.shape(), a.shape() + a.ndim());
+        expect_shape(b, shape, op, "b");
+        FArray y = output<float>(out, shape, op, "out", {&a, &b}, true);
+        {
+          py::gil_scoped_release nogil;
+          add_forward(y.mutable_data(), a.data(), b.data(), a.size());
+        }
+        return y;
+      },
+      py::arg("a"), py::arg("b"), py::arg("out") = py::none());
+  m.def(
+      "concat",
+      [](py::sequence xs_obj, py::handle out) {
+        const std::string op = "concat";
+        if (py::len(xs_obj) == 0) throw py::value_error(op + ": needs at least one array");
+        std::vector<FArray> xs;
+        for (py::handle h : xs_obj) xs.push_back(as_float(h, op, "input"));
+        if (xs[0].ndim() < 2)
+          throw py::value_error(op + ": expected arrays with at least 2 dimensions (N, C, ...), got shape " +
+                                shape_str(xs[0]));
+        Shape shape(xs[0].shape(), xs[0].shape() + xs[0].ndim());
+        std::vector<int64_t> cs;
+        std::vector<const float*> ptrs;
+        for (size_t i = 0; i < xs.size(); ++i) {
+          Shape want = shape;
+          want[1] = xs[i].ndim() >= 2 ? xs[i].shape(1) : 0;
+          expect_shape(xs[i], want, op, "every input (same N and sizes after the channels)");
+          cs.push_back(xs[i].shape(1));
+          ptrs.push_back(xs[i].data());
+        }
+        shape[1] = 0;
+        for (int64_t c : cs) shape[1] += c;
+        int64_t inner = 1;
+        for (size_t d = 2; d < shape.size(); ++d) inner *= shape[d];
+        std::vector<const py::array*> inputs;
+        for (const FArray& x : xs) inputs.push_back(&x);
+        FArray y = output<float>(out, shape, op, "out", {});
+        for (const py::array* in : inputs)
+          if (overlaps(y, *in)) throw py::value_error(op + ": out overlaps an input array");
+        {
+          py::gil_scoped_release nogil;
+          concat_forward(y.mutable_data(), ptrs.data(), cs.data(), static_cast<int>(cs.size()), shape[0],
+                         inner);
+        }
+        return y;
+      },
+      py::arg("xs"), py::arg("out") = py::none());
+  m.def(
+      "concat_backward",
+      [](py::handle dy_obj, std::vector<int64_t> sizes, py::handle outs) {
+        const std::string op = "concat_backward";
+        FArray dy = as_float(dy_obj, op, "grad_output");
+        int64_t total = 0;
+        for (int64_t c : sizes) {
+          if (c < 1) throw py::value_error(op + ": channel sizes must be >= 1");
+          total += c;
+        }
+        if (dy.ndim() < 2 || dy.shape(1) != total)
+          throw py::value_error(op + ": grad_output of shape " + shape_str(dy) + " does not have " +
+                                std::to_string(total) + " channels at axis 1");
+        int64_t inner = 1;
+        for (py::ssize_t d = 2; d < dy.ndim(); ++d) inner *= dy.shape(d);
+        std::vector<FArray> dxs;
+        std::vector<float*> ptrs;
+        for (size_t i = 0; i < sizes.size(); ++i) {
+          Shape shape(dy.shape(), dy.shape() + dy.ndim());
+          shape[1] = sizes[i];
+          dxs.push_back(output<float>(out_item(outs, i, sizes.size(), op), shape, op, "out[i]", {&dy}));
+          ptrs.push_back(dxs.back().mutable_data());
+        }
+        {
+          py::gil_scoped_release nogil;
+          concat_backward(ptrs.data(), dy.data(), sizes.data(), static_cast<int>(sizes.size()), dy.shape(0),
+                          inner);
+        }
+        py::list result;
+        for (FArray& a : dxs) result.append(std::move(a));
+        return result;
+      },
+      py::arg("grad_output"), py::arg("sizes"), py::arg("out") = py::none());
 
   // --- kernels and internals, for tests and benchmarks ------------------------------------------
   // The address of the float32 buffer an op would read for x: equal to x's own data address

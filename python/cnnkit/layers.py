@@ -31,6 +31,7 @@ from .functional import _flat, _int, _ints, _padding
 __all__ = [
     "Layer", "Conv2d", "Conv1d", "MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d",
     "GlobalAvgPool2d", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "Flatten", "Dropout",
+    "Residual", "Concat",
 ]
 
 LAYER_TYPES = {}  # class name -> class, for rebuilding saved models (no pickle, no code)
@@ -637,3 +638,7 @@ class Dropout(Layer):
 
     def get_config(self):
         return {"p": self.p}
+
+
+# Blocks made of layers (they subclass Layer, so they come after it).
+from .containers import Concat, Residual  # noqa: E402

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _random, callbacks as callbacks_module, losses, metrics as metrics_module, optim
 from . import layers as layers_module
+from .containers import Container, layer_from_spec, layer_spec, leaves, named_arrays
 from .layers import Layer, MaxPool2d, ReLU
 
 __all__ = ["Sequential"]
@@ -26,25 +27,38 @@ def _snake(name):
     return "".join(out)
 
 
+def _summary_rows(label, layer, input_shape, depth, rows):
+    """summary() rows of a layer and, indented below it, those of everything inside it."""
+    out = None if input_shape is None else tuple(layer.output_shape(input_shape))
+    rows.append(("  " * depth + f"{label} ({type(layer).__name__})",
+                 "?" if out is None else str((None,) + out), f"{layer.count_params():,}"))
+    if isinstance(layer, Container):
+        for child_label, child, child_in in layer._summary_inputs(input_shape):
+            _summary_rows(child_label, child, child_in, depth + 1, rows)
+
+
 def _batch_count(n, batch_size):
     return max(1, math.ceil(n / batch_size)) if n else 0
 
 
-class Sequential:
+class Sequential(Container):
     """A linear stack of layers. ``input_shape`` (without the batch dimension) lets the model
     check the layers fit together and infer every output shape before seeing data; without it
-    the shapes are inferred from the first batch."""
+    the shapes are inferred from the first batch.
+
+    A Sequential is itself a layer: it nests inside another Sequential, a Residual or a
+    Concat, where its children's state_dict keys get its name as prefix (PyTorch's "1.0.weight").
+    """
 
     def __init__(self, layers=None, input_shape=None, name="sequential"):
+        super().__init__()
         self.name = name
-        self._layers = []
         self._stages = []  # what _forward runs: (layer, fused, builtin), see _plan_stages
         self.input_shape = None if input_shape is None else self._shape_arg(input_shape)
         self.optimizer = None
         self.loss = None
         self.metrics = []
         self.stop_training = False
-        self.training = True
         self.history = None
         for layer in layers or []:
             self.add(layer)
@@ -65,26 +79,29 @@ class Sequential:
     def layers(self):
         return list(self._layers)
 
+    @property
+    def _layers(self):
+        return [layer for _, layer in self._children]
+
     def add(self, layer):
         """Append a layer; with a known input shape, fails at once if it does not fit."""
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a cnnkit Layer, got {type(layer).__name__}")
-        if any(layer is l for l in self._layers):
+        inside = list(leaves(self)) + self._layers
+        if any(layer is l for l in inside) or any(l is mine for l in leaves(layer) for mine in inside):
             raise ValueError(f"layer {layer!r} is already in this model")
-        self._layers.append(layer)
+        self._adopt(str(len(self._children)), layer)
         try:
             if self.input_shape is not None:
                 self.output_shapes()
         except ValueError as e:
-            self._layers.pop()
-            raise ValueError(f"layer {len(self._layers)} ({type(layer).__name__}) does not fit: {e}") from None
+            self._children.pop()
+            raise ValueError(f"layer {len(self._children)} ({type(layer).__name__}) does not fit: {e}") from None
         if layer.name is None:
             base = _snake(type(layer).__name__)
             taken = {l.name for l in self._layers}
             layer.name = base if base not in taken else next(f"{base}_{i}" for i in range(1, 10**6)
                                                              if f"{base}_{i}" not in taken)
-        layer.reuse_buffers = True
-        layer.training = self.training
         self._stages = self._plan_stages()
         return self
 
@@ -117,30 +134,46 @@ class Sequential:
             shapes.append(shape)
         return shapes
 
-    def count_params(self):
-        return int(sum(layer.count_params() for layer in self._layers))
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self._layers:
+            shape = tuple(layer.output_shape(shape))
+        return shape
+
+    def _summary_inputs(self, input_shape):
+        """(label, child, the child's input shape) for summary(): children run one after another."""
+        rows, shape = [], input_shape
+        for layer in self._layers:
+            rows.append((layer.name, layer, shape))
+            shape = None if shape is None else tuple(layer.output_shape(shape))
+        return rows
 
     def _trainable(self):
         """(params, grads) of trainable layers, in layer then key order."""
-        live = [layer for layer in self._layers if layer.trainable]
+        live = [layer for layer in leaves(self) if layer.trainable]
         return ([p for layer in live for p in layer.params.values()],
                 [layer.grads[key] for layer in live for key in layer.params])
 
     def summary(self, print_fn=print):
-        """Keras's table: layer (type), output shape with None for the batch, params; totals."""
-        shapes = self.output_shapes() if self.input_shape is not None else [None] * len(self._layers)
-        rows = [(f"{l.name} ({type(l).__name__})", "?" if s is None else str((None,) + s),
-                 f"{l.count_params():,}") for l, s in zip(self._layers, shapes)]
-        w0 = max([28] + [len(r[0]) + 2 for r in rows])
-        w1 = max([26] + [len(r[1]) + 2 for r in rows])
+        """Keras's table: layer (type), output shape with None for the batch, params; totals.
+        A block (a Residual, a Concat, a nested Sequential) is followed by its children,
+        indented, each with its own output shape and parameter count."""
+        groups = []
+        for label, layer, shape in self._summary_inputs(self.input_shape):
+            rows = []
+            _summary_rows(label, layer, shape, 0, rows)
+            groups.append(rows)
+        flat = [r for g in groups for r in g]
+        w0 = max([28] + [len(r[0]) + 2 for r in flat])
+        w1 = max([26] + [len(r[1]) + 2 for r in flat])
         width = w0 + w1 + 12
-        trainable = sum(l.count_params() for l in self._layers if l.trainable)
+        trainable = sum(l.count_params() for l in leaves(self) if l.trainable)
         lines = [f'Model: "{self.name}"', "_" * width,
                  f" {'Layer (type)':<{w0 - 1}}{'Output Shape':<{w1}}{'Param #':>10}", "=" * width]
-        for i, (a, b, c) in enumerate(rows):
-            lines.append(f" {a:<{w0 - 1}}{b:<{w1}}{c:>10}")
-            lines.append("_" * width if i < len(rows) - 1 else "=" * width)
-        if not rows:
+        for i, rows in enumerate(groups):
+            lines += [f" {a:<{w0 - 1}}{b:<{w1}}{c:>10}" for a, b, c in rows]
+            lines.append("_" * width if i < len(groups) - 1 else "=" * width)
+        if not groups:
             lines.append("=" * width)
         lines += [f"Total params: {self.count_params():,}", f"Trainable params: {trainable:,}",
                   f"Non-trainable params: {self.count_params() - trainable:,}", "_" * width]
@@ -218,14 +251,20 @@ class Sequential:
         return grad
 
     def forward(self, x):
-        """The last layer's output for x (in the current mode), a fresh array."""
+        """The last layer's output for x (in the current mode), a fresh array. Inside another
+        container (reuse_buffers set by it) the layers' own output array, as any layer's."""
+        if self.reuse_buffers:
+            return self._forward(x)
         return np.array(self._forward(self._check_input(x)), dtype=np.float32, copy=True)
 
     __call__ = forward
 
     def backward(self, grad_output):
         """Backpropagates grad_output through the layers after a forward; fills every layer's
-        grads and returns the gradient w.r.t. the model's input (a fresh array)."""
+        grads and returns the gradient w.r.t. the model's input (a fresh array; inside another
+        container, the first layer's own array, or None when input_grad is off)."""
+        if self.reuse_buffers:
+            return self._backward(grad_output, self.input_grad)
         return np.array(self._backward(np.asarray(grad_output, np.float32), True), copy=True)
 
     # --- training ---------------------------------------------------------------------------------
@@ -400,24 +439,13 @@ class Sequential:
     # --- state ------------------------------------------------------------------------------------
 
     def state_dict(self):
-        """{"<layer index>.<name>": copy of the array} in layer order, PyTorch's keys."""
-        sd = {}
-        for i, layer in enumerate(self._layers):
-            for key, value in layer.params.items():
-                sd[f"{i}.{key}"] = value.copy()
-            for key, value in getattr(layer, "buffers", {}).items():
-                sd[f"{i}.{key}"] = value.copy()
-        return sd
+        """{"<layer index>.<name>": copy of the array} in layer order, PyTorch's keys; blocks
+        nest their children's keys ("4.block.0.weight")."""
+        return {key: value.copy() for key, value in named_arrays(self)}
 
     def _state_arrays(self):
         """The live arrays behind state_dict's keys."""
-        live = {}
-        for i, layer in enumerate(self._layers):
-            for key, value in layer.params.items():
-                live[f"{i}.{key}"] = value
-            for key, value in getattr(layer, "buffers", {}).items():
-                live[f"{i}.{key}"] = value
-        return live
+        return dict(named_arrays(self))
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into the layers by PyTorch's keys. Accepts NumPy arrays or anything
@@ -445,8 +473,14 @@ class Sequential:
 
     def get_config(self):
         return {"name": self.name, "input_shape": None if self.input_shape is None else list(self.input_shape),
-                "layers": [{"type": type(l).__name__, "config": l.get_config(), "name": l.name,
-                            "trainable": l.trainable} for l in self._layers]}
+                "layers": [layer_spec(l) for l in self._layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        model = cls(input_shape=config.get("input_shape"), name=config.get("name", "sequential"))
+        for spec in config["layers"]:
+            model.add(layer_from_spec(spec))
+        return model
 
     def save(self, path):
         """Write architecture, weights and optimizer state to one file, atomically."""

@@ -162,7 +162,6 @@ def load_model(path):
     """Rebuild a model saved by Model.save: architecture, weights, and (when it was compiled)
     loss, metrics, optimizer and its state. Raises CheckpointError for any bad file."""
     from . import losses, optim
-    from .layers import LAYER_TYPES
     from .model import Sequential
 
     path = os.fspath(path)
@@ -180,17 +179,7 @@ def load_model(path):
                               f"(this cnnkit reads version {FORMAT_VERSION})")
 
     try:
-        mc = config["model"]
-        model = Sequential(input_shape=mc["input_shape"], name=mc["name"])
-        for spec in mc["layers"]:
-            cls = LAYER_TYPES.get(spec["type"])
-            if cls is None:
-                raise CheckpointError(f"{path}: unknown layer type {spec['type']!r}")
-            layer = cls.from_config(spec["config"])
-            layer.name, layer.trainable = spec["name"], bool(spec["trainable"])
-            model.add(layer)
-    except CheckpointError:
-        raise
+        model = Sequential.from_config(config["model"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: the architecture does not describe a valid model ({type(e).__name__}: {e})") \
             from None
