@@ -207,3 +207,30 @@ def test_a_layer_cannot_be_in_a_model_twice():
     conv = L.Conv2d(1, 1, 1)
     with pytest.raises(ValueError, match="already in this model"):
         cnnkit.Sequential([L.Residual(cnnkit.Sequential([conv])), conv])
+
+
+def test_replacing_the_head_and_freezing_for_fine_tuning(rng):
+    """Pretrain, freeze the features, replace the head, go on training: the optimizer's state
+    restarts when the trainable parameters change, as a recompile does in Keras."""
+    cnnkit.set_random_seed(1)
+    m = cnnkit.models.lenet5()
+    m.compile(optimizer=cnnkit.optim.SGD(learning_rate=0.05, momentum=0.9), loss="cross_entropy")
+    x = rng.standard_normal((32, 1, 28, 28)).astype(np.float32)
+    m.train_on_batch(x, rng.integers(0, 10, 32))
+    features = {k: v.copy() for k, v in m.state_dict().items() if int(k.split(".")[0]) < 6}
+    for layer in m[:6]:
+        layer.trainable = False
+    m[-1] = L.Linear(84, 5)
+    assert len(m) == 12 and m[-1].name == "linear_2" and m.output_shapes()[-1] == (5,)
+    m.train_on_batch(x, rng.integers(0, 5, 32))
+    m.train_on_batch(x, rng.integers(0, 5, 32))
+    after = m.state_dict()
+    for k, v in features.items():
+        np.testing.assert_array_equal(after[k], v, err_msg=k)
+    assert after["11.weight"].shape == (5, 84)
+    with pytest.raises(ValueError, match=r"layer 11 \(Linear\) does not fit"):
+        m[11] = L.Linear(83, 5)
+    last = m.pop()
+    assert isinstance(last, L.Linear) and len(m) == 11
+    m.add(L.Linear(84, 3))
+    assert m.output_shapes()[-1] == (3,)

@@ -60,6 +60,7 @@ class Sequential(Container):
         self.metrics = []
         self.stop_training = False
         self.history = None
+        self._param_key = None  # ids of the parameters the optimizer's state belongs to
         for layer in layers or []:
             self.add(layer)
 
@@ -123,6 +124,50 @@ class Sequential(Container):
                 stages.append((layer, False, type(layer).__module__ == layers_module.__name__))
                 i += 1
         return stages
+
+    def __len__(self):
+        return len(self._children)
+
+    def __getitem__(self, index):
+        """The layer at index (a list for a slice), as torch.nn.Sequential."""
+        layers = self._layers
+        return layers[index]
+
+    def __setitem__(self, index, layer):
+        """Replace the layer at index (replacing a model's head for fine-tuning, say); the new
+        layer must fit, as with add."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential: expected a cnnkit Layer, got {type(layer).__name__}")
+        i = range(len(self._children))[index]
+        old_name, old = self._children[i]
+        if layer is old:
+            return
+        if any(layer is l for l in leaves(self)) or any(layer is l for l in self._layers):
+            raise ValueError(f"layer {layer!r} is already in this model")
+        self._children[i] = (old_name, layer)
+        try:
+            if self.input_shape is not None:
+                self.output_shapes()
+        except ValueError as e:
+            self._children[i] = (old_name, old)
+            raise ValueError(f"layer {i} ({type(layer).__name__}) does not fit: {e}") from None
+        layer.reuse_buffers = True
+        layer.training = self.training
+        if layer.name is None:
+            layer.name = old.name if old.name not in {l.name for l in self._layers if l is not layer} else None
+            if layer.name is None:
+                base = _snake(type(layer).__name__)
+                taken = {l.name for l in self._layers}
+                layer.name = next(f"{base}_{n}" for n in range(1, 10**6) if f"{base}_{n}" not in taken)
+        self._stages = self._plan_stages()
+
+    def pop(self):
+        """Remove and return the last layer (Keras's Sequential.pop)."""
+        if not self._children:
+            raise IndexError("pop from an empty Sequential")
+        _, layer = self._children.pop()
+        self._stages = self._plan_stages()
+        return layer
 
     def output_shapes(self):
         """Output shape of every layer (without the batch), from input_shape."""
@@ -272,6 +317,7 @@ class Sequential(Container):
     def compile(self, optimizer="sgd", loss="cross_entropy", metrics=None):
         """Choose the optimizer and loss (names or objects) and the metrics (e.g. ["accuracy"])."""
         self.optimizer = optim.get(optimizer)
+        self._param_key = None
         self.loss = losses.get(loss)
         names = [] if metrics is None else ([metrics] if isinstance(metrics, str) else list(metrics))
         self.metrics = [(name if isinstance(name, str) else getattr(name, "__name__", "metric"),
@@ -305,6 +351,14 @@ class Sequential(Container):
         loss = self.loss(out, yb)
         self._backward(self.loss.backward(), False)
         params, grads = self._trainable()
+        key = tuple(map(id, params))
+        if key != self._param_key:
+            # The trainable parameters changed (a layer frozen, unfrozen or replaced): the
+            # optimizer's per-parameter state no longer fits, so it starts afresh with the same
+            # settings -- what recompiling does in Keras.
+            if self._param_key is not None:
+                self.optimizer = type(self.optimizer).from_config(self.optimizer.get_config())
+            self._param_key = key
         self.optimizer.step(params, grads)
         return loss, out
 
