@@ -18,6 +18,7 @@
 #include "kernels/gemm.hpp"
 #include "kernels/simd.hpp"
 #include "ops/activation.hpp"
+#include "ops/batchnorm.hpp"
 #include "ops/conv1d.hpp"
 #include "ops/conv2d.hpp"
 #include "ops/dropout.hpp"
@@ -551,6 +552,35 @@ std::pair<FArray, FArray> soft_xent_inputs(py::handle x_obj, py::handle t_obj,
   expect_shape(t, {x.shape(0), x.shape(1)}, op, "target (class probabilities)");
   return {std::move(x), std::move(t)};
 }
+
+// === batch norm ============================================================================
+// (helpers; the bindings are the block of the same name at the end of the module)
+
+// (N, C, values per channel plane) of a batch-norm input of shape (N, C, *).
+std::array<int64_t, 3> batch_norm_dims(const FArray& x, const std::string& op) {
+  if (x.ndim() < 2)
+    throw py::value_error(op + ": expected input with at least 2 dimensions (N, C, ...), got shape " +
+                          shape_str(x));
+  int64_t hw = 1;
+  for (py::ssize_t d = 2; d < x.ndim(); ++d) hw *= x.shape(d);
+  return {x.shape(0), x.shape(1), hw};
+}
+
+// A per-channel vector (C,) of a batch-norm call, or nullopt for None.
+std::optional<FArray> channel_vector(py::handle obj, int64_t C, const std::string& op,
+                                     const char* name) {
+  std::optional<FArray> a = optional_float(obj, op, name);
+  if (a) expect_shape(*a, {C}, op, name);
+  return a;
+}
+
+void expect_finite(double v, const std::string& op, const char* name, bool positive) {
+  if (!std::isfinite(v) || (positive ? v <= 0.0 : v < 0.0))
+    throw py::value_error(op + ": " + name + " must be a finite number " +
+                          (positive ? "> 0" : ">= 0") + ", got " + std::to_string(v));
+}
+
+// === end of batch norm (helpers) ===========================================================
 
 }  // namespace
 
@@ -1165,4 +1195,97 @@ PYBIND11_MODULE(_core, m) {
           py::arg("out") = py::none());
   }
   // === end of optimizers and losses ==========================================================
+  // === batch norm ============================================================================
+  // batch_norm_forward: training takes the batch's statistics (and updates running_mean and
+  // running_var in place when given: writable float32 arrays); otherwise running_mean and
+  // running_var are required and read. Returns (y, mean, invstd), the statistics y was
+  // normalised with, which batch_norm_backward takes; out: None or those three arrays.
+  m.def(
+      "batch_norm_forward",
+      [](py::handle x_obj, py::handle weight, py::handle bias, py::handle running_mean,
+         py::handle running_var, bool training, double momentum, double eps, bool ref,
+         py::handle out) {
+        const std::string op = "batch_norm";
+        FArray x = as_float(x_obj, op, "input");
+        const auto [N, C, HW] = batch_norm_dims(x, op);
+        expect_finite(eps, op, "eps", false);
+        expect_finite(momentum, op, "momentum", false);
+        const BatchNormShape s = batch_norm_shape(N, C, HW, training);
+        std::optional<FArray> w = channel_vector(weight, C, op, "weight");
+        std::optional<FArray> b = channel_vector(bias, C, op, "bias");
+        FArray y = output<float>(out_item(out, 0, 3, op), Shape(x.shape(), x.shape() + x.ndim()),
+                                 op, "out[0]", {&x});
+        FArray mean = output<float>(out_item(out, 1, 3, op), {C}, op, "out[1] (mean)", {&x, &y});
+        FArray invstd =
+            output<float>(out_item(out, 2, 3, op), {C}, op, "out[2] (invstd)", {&x, &y, &mean});
+        // Running statistics: updated in place in training (so never converted), read in
+        // evaluation (then any array-like of shape (C,)).
+        std::optional<FArray> rm_in, rv_in;
+        std::optional<InPlace> rm, rv;
+        if (training) {
+          if (!running_mean.is_none())
+            rm = in_place(running_mean, {C}, op, "running_mean", {&x, &y, &mean, &invstd});
+          if (!running_var.is_none())
+            rv = in_place(running_var, {C}, op, "running_var", {&x, &y, &mean, &invstd});
+          if (rm && rv && overlaps(*rm, *rv))
+            throw py::value_error(op + ": running_mean overlaps running_var");
+        } else {
+          if (running_mean.is_none() || running_var.is_none())
+            throw py::value_error(op + ": running_mean and running_var are required when not "
+                                  "training");
+          rm_in = channel_vector(running_mean, C, op, "running_mean");
+          rv_in = channel_vector(running_var, C, op, "running_var");
+        }
+        {
+          py::gil_scoped_release nogil;
+          // evaluation only reads the running statistics (batch_norm_forward's contract)
+          float* rmp = rm ? rm->mutable_data() : rm_in ? const_cast<float*>(rm_in->data()) : nullptr;
+          float* rvp = rv ? rv->mutable_data() : rv_in ? const_cast<float*>(rv_in->data()) : nullptr;
+          (ref ? batch_norm_forward__ref : batch_norm_forward)(
+              y.mutable_data(), mean.mutable_data(), invstd.mutable_data(), rmp, rvp, x.data(),
+              w ? w->data() : nullptr, b ? b->data() : nullptr, s, momentum, eps);
+        }
+        return py::make_tuple(y, mean, invstd);
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
+      py::arg("running_var"), py::arg("training"), py::arg("momentum") = 0.1,
+      py::arg("eps") = 1e-5, py::arg("ref") = false, py::arg("out") = py::none());
+  m.def(
+      "batch_norm_backward",
+      [](py::handle dy_obj, py::handle x_obj, py::handle weight, py::handle mean_obj,
+         py::handle invstd_obj, bool training, bool need_dx, bool need_dw, bool need_db,
+         bool ref, py::handle out) {
+        const std::string op = "batch_norm_backward";
+        FArray x = as_float(x_obj, op, "input");
+        const auto [N, C, HW] = batch_norm_dims(x, op);
+        const BatchNormShape s = batch_norm_shape(N, C, HW, training);
+        const Shape xs(x.shape(), x.shape() + x.ndim());
+        FArray dy = as_float(dy_obj, op, "grad_output");
+        expect_shape(dy, xs, op, "grad_output");
+        std::optional<FArray> w = channel_vector(weight, C, op, "weight");
+        FArray mean = as_float(mean_obj, op, "mean");
+        expect_shape(mean, {C}, op, "mean");
+        FArray invstd = as_float(invstd_obj, op, "invstd");
+        expect_shape(invstd, {C}, op, "invstd");
+        std::optional<FArray> dx, dw, db;
+        if (need_dx)
+          dx = output<float>(out_item(out, 0, 3, op), xs, op, "out[0] (grad_input)", {&x, &dy});
+        if (need_dw)
+          dw = output<float>(out_item(out, 1, 3, op), {C}, op, "out[1] (grad_weight)", {&x, &dy});
+        if (need_db)
+          db = output<float>(out_item(out, 2, 3, op), {C}, op, "out[2] (grad_bias)", {&x, &dy});
+        {
+          py::gil_scoped_release nogil;
+          (ref ? batch_norm_backward__ref : batch_norm_backward)(
+              dx ? dx->mutable_data() : nullptr, dw ? dw->mutable_data() : nullptr,
+              db ? db->mutable_data() : nullptr, dy.data(), x.data(), mean.data(),
+              invstd.data(), w ? w->data() : nullptr, s);
+        }
+        return py::make_tuple(opt(dx), opt(dw), opt(db));
+      },
+      py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("mean"),
+      py::arg("invstd"), py::arg("training"), py::arg("need_dx"), py::arg("need_dw"),
+      py::arg("need_db"), py::arg("ref") = false, py::arg("out") = py::none());
+
+  // === end of batch norm =====================================================================
 }

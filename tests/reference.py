@@ -261,6 +261,66 @@ def cross_entropy_backward(logits, labels, grad=1.0):
     return p * grad / len(labels)
 
 
+# --- batch normalisation --------------------------------------------------------------------
+
+def _channel(v, ndim):
+    """A per-channel vector (C,) shaped to broadcast against (N, C, ...) of rank ndim."""
+    return f64(v).reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def batch_norm_stats(x):
+    """(mean, biased variance, unbiased variance) of x (N, C, ...) per channel (axis 1)."""
+    x = f64(x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    m = x.size // x.shape[1]
+    mean = x.mean(axis=axes)
+    var = ((x - _channel(mean, x.ndim)) ** 2).sum(axis=axes) / m
+    return mean, var, var * m / (m - 1)
+
+
+def batch_norm(x, mean, var, weight=None, bias=None, eps=1e-5):
+    """y = (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c] over axis 1 of x (N, C, ...).
+    Training passes the batch's mean and biased variance (batch_norm_stats); evaluation the
+    running ones."""
+    x = f64(x)
+    y = (x - _channel(mean, x.ndim)) / np.sqrt(_channel(var, x.ndim) + eps)
+    if weight is not None:
+        y = y * _channel(weight, x.ndim)
+    if bias is not None:
+        y = y + _channel(bias, x.ndim)
+    return y
+
+
+def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
+    """batch_norm with the batch's own statistics: the function training differentiates."""
+    mean, var, _ = batch_norm_stats(x)
+    return batch_norm(x, mean, var, weight, bias, eps)
+
+
+def batch_norm_train_backward(dy, x, weight=None, eps=1e-5):
+    """(dx, dweight, dbias) of batch_norm_train: with xhat = (x - mean) * invstd and g = dy *
+    weight, dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) (means over N and the plane)."""
+    dy, x = f64(dy), f64(x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    mean, var, _ = batch_norm_stats(x)
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - _channel(mean, x.ndim)) * _channel(invstd, x.ndim)
+    g = dy * (_channel(weight, x.ndim) if weight is not None else 1.0)
+    dx = _channel(invstd, x.ndim) * (g - g.mean(axis=axes, keepdims=True)
+                                     - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def batch_norm_eval_backward(dy, x, mean, var, weight=None, eps=1e-5):
+    """(dx, dweight, dbias) of batch_norm with fixed (running) statistics: an affine map."""
+    dy, x = f64(dy), f64(x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    invstd = _channel(1.0 / np.sqrt(f64(var) + eps), x.ndim)
+    xhat = (x - _channel(mean, x.ndim)) * invstd
+    dx = dy * invstd * (_channel(weight, x.ndim) if weight is not None else 1.0)
+    return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
 # --- finite differences ---------------------------------------------------------------------
 
 def numerical_grad(f, x, eps=1e-6):

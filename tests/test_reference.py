@@ -102,3 +102,25 @@ def test_cross_entropy_reference(rng):
     # log-sum-exp with the max subtracted: huge logits stay finite
     assert np.isfinite(ref.cross_entropy(np.array([[1000.0, -1000.0]]), [1]))
     assert np.isclose(ref.cross_entropy(np.zeros((2, 4)), [1, 3]), np.log(4))
+
+
+# --- batch norm ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(3, 2, 2, 3), (4, 3), (2, 3, 4)], ids=["2d", "1d_nc", "1d_ncl"])
+def test_batch_norm_reference_gradients(shape, rng):
+    x, w, b = rng.standard_normal(shape) * 2 + 1, rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+    gradcheck(lambda x, w, b: ref.batch_norm_train(x, w, b, eps=1e-3),
+              lambda dy, x, w, b: ref.batch_norm_train_backward(dy, x, w, eps=1e-3), [x, w, b], rng)
+    mean, var = rng.standard_normal(shape[1]), rng.random(shape[1]) + 0.5
+    gradcheck(lambda x, w, b: ref.batch_norm(x, mean, var, w, b, eps=1e-3),
+              lambda dy, x, w, b: ref.batch_norm_eval_backward(dy, x, mean, var, w, eps=1e-3), [x, w, b], rng)
+
+
+def test_batch_norm_reference_by_definition(rng):
+    x = rng.standard_normal((5, 2, 3))
+    y = ref.batch_norm_train(x, eps=0.0)
+    np.testing.assert_allclose(y.mean(axis=(0, 2)), 0, atol=1e-12)
+    np.testing.assert_allclose((y ** 2).mean(axis=(0, 2)), 1, atol=1e-12)
+    _, var, unbiased = ref.batch_norm_stats(x)
+    np.testing.assert_allclose(unbiased, x.transpose(1, 0, 2).reshape(2, -1).var(axis=1, ddof=1))
+    np.testing.assert_allclose(var, x.transpose(1, 0, 2).reshape(2, -1).var(axis=1))

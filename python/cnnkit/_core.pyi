@@ -109,3 +109,15 @@ def dropout_backward(grad_output: ArrayLike, mask: ArrayLike, out: Optional[F32]
 def softmax_xent_soft_forward(logits: ArrayLike, target: ArrayLike, out: Optional[F32] = None) -> Tuple[float, F32]: ...
 def softmax_xent_soft_backward(probs: ArrayLike, target: ArrayLike, grad: float = 1.0,
                                out: Optional[F32] = None) -> F32: ...
+
+# Batch norm on x (N, C, ...): returns (y, mean, invstd), the statistics used. training: the
+# batch's, and running_mean / running_var (writable float32 (C,) arrays or None) are updated
+# in place; otherwise running_mean / running_var are required and read.
+def batch_norm_forward(x: ArrayLike, weight: Optional[ArrayLike], bias: Optional[ArrayLike],
+                       running_mean: Optional[ArrayLike], running_var: Optional[ArrayLike], training: bool,
+                       momentum: float = 0.1, eps: float = 1e-5, ref: bool = False,
+                       out: Optional[Sequence[F32]] = None) -> Tuple[F32, F32, F32]: ...
+def batch_norm_backward(grad_output: ArrayLike, x: ArrayLike, weight: Optional[ArrayLike], mean: ArrayLike,
+                        invstd: ArrayLike, training: bool, need_dx: bool, need_dw: bool, need_db: bool,
+                        ref: bool = False, out: Optional[Sequence[Optional[F32]]] = None
+                        ) -> Tuple[Optional[F32], Optional[F32], Optional[F32]]: ...

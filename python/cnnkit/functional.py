@@ -29,6 +29,16 @@ extra pad at the bottom/right).
 
 Errors: a ``TypeError`` for arguments of the wrong type or dtype, a ``ValueError`` naming the
 expected and actual shapes for arrays or sizes that do not fit.
+
+Normalisation:
+
+- ``batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
+  momentum=0.1, eps=1e-5, return_stats=False)`` on x (N, C, ...): training normalises with the
+  batch's mean and biased variance and updates running_mean / running_var in place (unbiased
+  variance); otherwise it uses them. ``return_stats`` also returns the (mean, invstd) used, which
+  ``batch_norm_backward(grad_output, x, weight, mean, invstd, training=True, ...)`` takes ->
+  ``(grad_input, grad_weight, grad_bias)`` (the full gradient with batch statistics, the affine
+  map's gradient with running ones)
 """
 import math
 import operator
@@ -334,3 +344,47 @@ def cross_entropy_backward(logits, labels, grad=1.0, probs=None):
     if not math.isfinite(float(grad)):
         raise ValueError(f"cross_entropy_backward: grad must be finite, got {grad}")
     return _core.softmax_xent_backward(probs, labels, float(grad))
+
+
+# --- normalisation ----------------------------------------------------------------------------
+
+__all__ += ["batch_norm", "batch_norm_backward"]
+
+
+def _number(value, op, name, minimum=None, strict=False):
+    """A finite real number as float (bool rejected), optionally >= (or >) minimum."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{op}: {name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v) or (minimum is not None and (v <= minimum if strict else v < minimum)):
+        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+        raise ValueError(f"{op}: {name} must be a finite number{bound}, got {value!r}")
+    return v
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5, return_stats=False):
+    """Batch normalisation of x (N, C, ...) per channel: (x - mean) / sqrt(var + eps) * weight + bias.
+
+    training: mean and biased variance of the batch (more than one value per channel needed);
+    running_mean and running_var (float32 arrays of shape (C,), or None) are then updated in
+    place to (1 - momentum) * running + momentum * batch statistic, with the unbiased variance.
+    Otherwise running_mean and running_var are used. With return_stats, returns (y, mean,
+    invstd): the statistics used, for batch_norm_backward.
+    """
+    momentum = _number(momentum, "batch_norm", "momentum", 0.0)
+    eps = _number(eps, "batch_norm", "eps", 0.0)
+    y, mean, invstd = _core.batch_norm_forward(x, weight, bias, running_mean, running_var, bool(training),
+                                               momentum, eps)
+    return (y, mean, invstd) if return_stats else y
+
+
+def batch_norm_backward(grad_output, x, weight, mean, invstd, training=True, *, input_grad=True,
+                        weight_grad=True, bias_grad=True):
+    """Gradients of batch_norm: (grad_input, grad_weight, grad_bias), None where not asked for.
+
+    mean, invstd: what batch_norm(..., return_stats=True) returned. training: the forward used
+    the batch's statistics (the full gradient through them); else only the affine map's.
+    """
+    return _core.batch_norm_backward(grad_output, x, weight, mean, invstd, bool(training),
+                                     bool(input_grad), bool(weight_grad), bool(bias_grad))

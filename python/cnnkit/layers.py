@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from . import _core, _random
-from .functional import _flat, _int, _ints, _padding
+from .functional import _flat, _int, _ints, _number, _padding
 
 __all__ = [
     "Layer", "Conv2d", "Conv1d", "MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d",
@@ -637,3 +637,111 @@ class Dropout(Layer):
 
     def get_config(self):
         return {"p": self.p}
+
+
+# --- normalisation ---------------------------------------------------------------------------------
+
+__all__ += ["BatchNorm2d", "BatchNorm1d"]
+
+
+class _BatchNorm(Layer):
+    """Batch normalisation over dim 1 (PyTorch's _BatchNorm): in training, normalises with the
+    batch's mean and biased variance and updates the running statistics with momentum (the
+    unbiased variance, as PyTorch; momentum=None: their cumulative average); in evaluation,
+    uses the running statistics. ``buffers`` holds running_mean, running_var (float32) and
+    num_batches_tracked (an int64 0-d array): live arrays that ``Sequential.state_dict()``
+    stores after the params, under PyTorch's keys. A frozen layer (``trainable = False``) keeps
+    gamma and beta but still updates its buffers in training mode, as PyTorch's
+    requires_grad=False does."""
+
+    _ranks = ()          # accepted input ranks, batch included
+    _layouts = ""        # the layouts of those ranks, for messages
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        op = type(self).__name__
+        self.num_features = _positive(num_features, 1, "num_features", op)[0]
+        self.eps = _number(eps, op, "eps", 0.0)
+        self.momentum = None if momentum is None else _number(momentum, op, "momentum", 0.0)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        c = self.num_features
+        if self.affine:
+            self.params = {"weight": np.ones(c, np.float32), "bias": np.zeros(c, np.float32)}
+            self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.buffers = {}
+        if self.track_running_stats:
+            self.buffers = {"running_mean": np.zeros(c, np.float32), "running_var": np.ones(c, np.float32),
+                            "num_batches_tracked": np.zeros((), np.int64)}
+
+    def _check(self, shape):
+        name = type(self).__name__
+        if len(shape) not in self._ranks:
+            raise ValueError(f"{name} expected input with {' or '.join(map(str, self._ranks))} dimensions "
+                             f"{self._layouts}, got shape {shape}")
+        if shape[1] != self.num_features:
+            hint = ""
+            if len(shape) > 2 and shape[-1] == self.num_features:  # Layer._expect_input's hint
+                perm = (0, len(shape) - 1) + tuple(range(1, len(shape) - 1))
+                hint = f"; it looks channels-last: cnnkit takes channels first, use x.transpose{perm}"
+            raise ValueError(f"{name} expected {self.num_features} channels at axis 1, got shape {shape}{hint}")
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) + 1 not in self._ranks or shape[0] != self.num_features:
+            layouts = self._layouts.replace("N, ", "")
+            raise ValueError(f"{type(self).__name__} expected input shape {layouts} with C = {self.num_features}, "
+                             f"got {shape}")
+        return shape
+
+    def forward(self, x):
+        shape = _shape_of(x)
+        key = (shape, self.reuse_buffers)
+        plan = self._plans.get(key)
+        if plan is None:
+            self._check(shape)
+            c = self.num_features
+            out = (self._out("y", shape), self._out("mean", (c,)), self._out("invstd", (c,))) \
+                if self.reuse_buffers else None
+            plan = self._remember(key, [out, None])  # [1]: the dx array, once asked for
+        self._plan, self._shape, self._x = plan, shape, x
+        self._batch_stats = self.training or not self.track_running_stats
+        update = self.training and self.track_running_stats
+        momentum = self.momentum
+        if update and momentum is None:  # cumulative moving average, as PyTorch
+            momentum = 1.0 / float(self.buffers["num_batches_tracked"] + 1)
+        stats = self.track_running_stats and (update or not self._batch_stats)
+        y, self._mean, self._invstd = _core.batch_norm_forward(
+            x, self.params.get("weight"), self.params.get("bias"),
+            self.buffers["running_mean"] if stats else None, self.buffers["running_var"] if stats else None,
+            self._batch_stats, momentum or 0.0, self.eps, out=plan[0])
+        if update:
+            self.buffers["num_batches_tracked"][...] += 1
+        self._y_out = None if plan[0] is None else plan[0][0]
+        return y
+
+    def backward(self, grad_output):
+        dw, db = self._param_grads() if self.affine else (None, None)
+        dx = self._dx() if self.input_grad else None
+        gx, _, _ = _core.batch_norm_backward(grad_output, self._x, self.params.get("weight"), self._mean,
+                                             self._invstd, self._batch_stats, self.input_grad, dw is not None,
+                                             db is not None, out=(dx, dw, db))
+        return gx
+
+    def get_config(self):
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
+                "affine": self.affine, "track_running_stats": self.track_running_stats}
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) over N, H, W per channel C = num_features."""
+
+    _ranks = (4,)
+    _layouts = "(N, C, H, W)"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) over N (and L) per channel C = num_features."""
+
+    _ranks = (2, 3)
+    _layouts = "(N, C) or (N, C, L)"
