@@ -18,13 +18,18 @@
 #include "kernels/gemm.hpp"
 #include "kernels/simd.hpp"
 #include "ops/activation.hpp"
+#include "ops/adaptive_pool.hpp"
+#include "ops/batchnorm.hpp"
 #include "ops/conv1d.hpp"
 #include "ops/conv2d.hpp"
 #include "ops/dropout.hpp"
 #include "ops/linear.hpp"
+#include "ops/locally_connected.hpp"
 #include "ops/merge.hpp"
 #include "ops/loss.hpp"
+#include "ops/lp_pool.hpp"
 #include "ops/optim.hpp"
+#include "ops/pad.hpp"
 #include "ops/pool.hpp"
 #include "ops/softmax_xent.hpp"
 #include "parallel.hpp"
@@ -552,6 +557,72 @@ std::pair<FArray, FArray> soft_xent_inputs(py::handle x_obj, py::handle t_obj,
   expect_shape(t, {x.shape(0), x.shape(1)}, op, "target (class probabilities)");
   return {std::move(x), std::move(t)};
 }
+
+// === batch norm, locally connected, Lp and adaptive pooling, padding =======================
+// (helpers; the bindings are the block of the same name at the end of the module)
+
+// (N, C, values per channel plane) of a batch-norm input of shape (N, C, *).
+std::array<int64_t, 3> batch_norm_dims(const FArray& x, const std::string& op) {
+  if (x.ndim() < 2)
+    throw py::value_error(op + ": expected input with at least 2 dimensions (N, C, ...), got shape " +
+                          shape_str(x));
+  int64_t hw = 1;
+  for (py::ssize_t d = 2; d < x.ndim(); ++d) hw *= x.shape(d);
+  return {x.shape(0), x.shape(1), hw};
+}
+
+// A per-channel vector (C,) of a batch-norm call, or nullopt for None.
+std::optional<FArray> channel_vector(py::handle obj, int64_t C, const std::string& op,
+                                     const char* name) {
+  std::optional<FArray> a = optional_float(obj, op, name);
+  if (a) expect_shape(*a, {C}, op, name);
+  return a;
+}
+
+void expect_finite(double v, const std::string& op, const char* name, bool positive) {
+  if (!std::isfinite(v) || (positive ? v <= 0.0 : v < 0.0))
+    throw py::value_error(op + ": " + name + " must be a finite number " +
+                          (positive ? "> 0" : ">= 0") + ", got " + std::to_string(v));
+}
+
+// x [N, C, H, W] against a locally connected weight [OH, OW, OC, C, KH, KW] and a bias of
+// (OC,) or, position_bias, (OC, OH, OW); the weight's output positions must be the ones the
+// input, stride and padding give.
+LocallyConnected2dShape lc_checked(const FArray& x, const FArray& w, const std::string& op,
+                                   I2 stride, I4 pad, bool position_bias) {
+  expect_ndim(x, 4, op, "input", "(N, C, H, W)");
+  expect_ndim(w, 6, op, "weight", "(OH, OW, out_channels, in_channels, KH, KW)");
+  if (w.shape(3) != x.shape(1))
+    throw py::value_error(op + ": input of shape " + shape_str(x) + " has " +
+                          std::to_string(x.shape(1)) + " channels but weight of shape " +
+                          shape_str(w) + " expects " + std::to_string(w.shape(3)));
+  LocallyConnected2dShape s = locally_connected2d_shape(
+      x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(2), w.shape(4), w.shape(5),
+      stride[0], stride[1], pad[0], pad[1], pad[2], pad[3], position_bias);
+  if (w.shape(0) != s.OH || w.shape(1) != s.OW)
+    throw py::value_error(op + ": weight of shape " + shape_str(w) + " is for a (" +
+                          std::to_string(w.shape(0)) + ", " + std::to_string(w.shape(1)) +
+                          ") output, but input of shape " + shape_str(x) + " gives (" +
+                          std::to_string(s.OH) + ", " + std::to_string(s.OW) + ")");
+  return s;
+}
+
+Shape lc_bias_shape(const LocallyConnected2dShape& s) {
+  return s.position_bias ? Shape{s.OC, s.OH, s.OW} : Shape{s.OC};
+}
+
+// Pad2dShape of an input of shape (..., H, W) padded by (top, bottom, left, right).
+Pad2dShape pad_checked(const std::vector<int64_t>& shape, I4 pad, const std::string& op) {
+  if (shape.size() < 2)
+    throw py::value_error(op + ": expected input with at least 2 dimensions (..., H, W), got " +
+                          std::to_string(shape.size()));
+  int64_t planes = 1;
+  for (size_t d = 0; d + 2 < shape.size(); ++d) planes *= shape[d];
+  return pad2d_shape(planes, shape[shape.size() - 2], shape.back(), pad[0], pad[1], pad[2],
+                     pad[3]);
+}
+
+// === end of batch norm ... padding (helpers) ===============================================
 
 }  // namespace
 
@@ -1253,4 +1324,282 @@ PYBIND11_MODULE(_core, m) {
           py::arg("out") = py::none());
   }
   // === end of optimizers and losses ==========================================================
+  // === batch norm, locally connected, Lp and adaptive pooling, padding =======================
+  // batch_norm_forward: training takes the batch's statistics (and updates running_mean and
+  // running_var in place when given: writable float32 arrays); otherwise running_mean and
+  // running_var are required and read. Returns (y, mean, invstd), the statistics y was
+  // normalised with, which batch_norm_backward takes; out: None or those three arrays.
+  m.def(
+      "batch_norm_forward",
+      [](py::handle x_obj, py::handle weight, py::handle bias, py::handle running_mean,
+         py::handle running_var, bool training, double momentum, double eps, bool ref,
+         py::handle out) {
+        const std::string op = "batch_norm";
+        FArray x = as_float(x_obj, op, "input");
+        const auto [N, C, HW] = batch_norm_dims(x, op);
+        expect_finite(eps, op, "eps", false);
+        expect_finite(momentum, op, "momentum", false);
+        const BatchNormShape s = batch_norm_shape(N, C, HW, training);
+        std::optional<FArray> w = channel_vector(weight, C, op, "weight");
+        std::optional<FArray> b = channel_vector(bias, C, op, "bias");
+        FArray y = output<float>(out_item(out, 0, 3, op), Shape(x.shape(), x.shape() + x.ndim()),
+                                 op, "out[0]", {&x});
+        FArray mean = output<float>(out_item(out, 1, 3, op), {C}, op, "out[1] (mean)", {&x, &y});
+        FArray invstd =
+            output<float>(out_item(out, 2, 3, op), {C}, op, "out[2] (invstd)", {&x, &y, &mean});
+        // Running statistics: updated in place in training (so never converted), read in
+        // evaluation (then any array-like of shape (C,)).
+        std::optional<FArray> rm_in, rv_in;
+        std::optional<InPlace> rm, rv;
+        if (training) {
+          if (!running_mean.is_none())
+            rm = in_place(running_mean, {C}, op, "running_mean", {&x, &y, &mean, &invstd});
+          if (!running_var.is_none())
+            rv = in_place(running_var, {C}, op, "running_var", {&x, &y, &mean, &invstd});
+          if (rm && rv && overlaps(*rm, *rv))
+            throw py::value_error(op + ": running_mean overlaps running_var");
+        } else {
+          if (running_mean.is_none() || running_var.is_none())
+            throw py::value_error(op + ": running_mean and running_var are required when not "
+                                  "training");
+          rm_in = channel_vector(running_mean, C, op, "running_mean");
+          rv_in = channel_vector(running_var, C, op, "running_var");
+        }
+        {
+          py::gil_scoped_release nogil;
+          // evaluation only reads the running statistics (batch_norm_forward's contract)
+          float* rmp = rm ? rm->mutable_data() : rm_in ? const_cast<float*>(rm_in->data()) : nullptr;
+          float* rvp = rv ? rv->mutable_data() : rv_in ? const_cast<float*>(rv_in->data()) : nullptr;
+          (ref ? batch_norm_forward__ref : batch_norm_forward)(
+              y.mutable_data(), mean.mutable_data(), invstd.mutable_data(), rmp, rvp, x.data(),
+              w ? w->data() : nullptr, b ? b->data() : nullptr, s, momentum, eps);
+        }
+        return py::make_tuple(y, mean, invstd);
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
+      py::arg("running_var"), py::arg("training"), py::arg("momentum") = 0.1,
+      py::arg("eps") = 1e-5, py::arg("ref") = false, py::arg("out") = py::none());
+  m.def(
+      "batch_norm_backward",
+      [](py::handle dy_obj, py::handle x_obj, py::handle weight, py::handle mean_obj,
+         py::handle invstd_obj, bool training, bool need_dx, bool need_dw, bool need_db,
+         bool ref, py::handle out) {
+        const std::string op = "batch_norm_backward";
+        FArray x = as_float(x_obj, op, "input");
+        const auto [N, C, HW] = batch_norm_dims(x, op);
+        const BatchNormShape s = batch_norm_shape(N, C, HW, training);
+        const Shape xs(x.shape(), x.shape() + x.ndim());
+        FArray dy = as_float(dy_obj, op, "grad_output");
+        expect_shape(dy, xs, op, "grad_output");
+        std::optional<FArray> w = channel_vector(weight, C, op, "weight");
+        FArray mean = as_float(mean_obj, op, "mean");
+        expect_shape(mean, {C}, op, "mean");
+        FArray invstd = as_float(invstd_obj, op, "invstd");
+        expect_shape(invstd, {C}, op, "invstd");
+        std::optional<FArray> dx, dw, db;
+        if (need_dx)
+          dx = output<float>(out_item(out, 0, 3, op), xs, op, "out[0] (grad_input)", {&x, &dy});
+        if (need_dw)
+          dw = output<float>(out_item(out, 1, 3, op), {C}, op, "out[1] (grad_weight)", {&x, &dy});
+        if (need_db)
+          db = output<float>(out_item(out, 2, 3, op), {C}, op, "out[2] (grad_bias)", {&x, &dy});
+        {
+          py::gil_scoped_release nogil;
+          (ref ? batch_norm_backward__ref : batch_norm_backward)(
+              dx ? dx->mutable_data() : nullptr, dw ? dw->mutable_data() : nullptr,
+              db ? db->mutable_data() : nullptr, dy.data(), x.data(), mean.data(),
+              invstd.data(), w ? w->data() : nullptr, s);
+        }
+        return py::make_tuple(opt(dx), opt(dw), opt(db));
+      },
+      py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("mean"),
+      py::arg("invstd"), py::arg("training"), py::arg("need_dx"), py::arg("need_dw"),
+      py::arg("need_db"), py::arg("ref") = false, py::arg("out") = py::none());
+
+  // Locally connected: weight (OH, OW, OC, C, KH, KW); bias (OC,) or (OC, OH, OW).
+  m.def(
+      "locally_connected2d_output_size",
+      [](std::array<int64_t, 3> chw, std::array<int64_t, 3> oc_kh_kw, I2 stride, I4 pad) {
+        LocallyConnected2dShape s = locally_connected2d_shape(
+            1, chw[0], chw[1], chw[2], oc_kh_kw[0], oc_kh_kw[1], oc_kh_kw[2], stride[0],
+            stride[1], pad[0], pad[1], pad[2], pad[3], false);
+        return py::make_tuple(s.OH, s.OW);
+      },
+      py::arg("chw"), py::arg("oc_kh_kw"), py::arg("stride"), py::arg("padding"));
+  m.def(
+      "locally_connected2d_forward",
+      [](py::handle x_obj, py::handle w_obj, py::handle bias, I2 stride, I4 pad, bool ref,
+         py::handle out, py::handle ws) {
+        const std::string op = "locally_connected2d";
+        FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
+        std::optional<FArray> b = optional_float(bias, op, "bias");
+        const LocallyConnected2dShape s = lc_checked(x, w, op, stride, pad, b && b->ndim() == 3);
+        if (b) expect_shape(*b, lc_bias_shape(s), op, "bias");
+        FArray y = output<float>(out, {s.N, s.OC, s.OH, s.OW}, op, "out", {&x, &w});
+        Workspace& workspace = workspace_of(ws);
+        {
+          py::gil_scoped_release nogil;
+          const float* bp = b ? b->data() : nullptr;
+          if (ref)
+            locally_connected2d_forward__ref(y.mutable_data(), x.data(), w.data(), bp, s);
+          else
+            locally_connected2d_forward(y.mutable_data(), x.data(), w.data(), bp, s, workspace);
+        }
+        return y;
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
+      py::arg("ref") = false, py::arg("out") = py::none(), py::arg("workspace") = py::none());
+  m.def(
+      "locally_connected2d_backward",
+      [](py::handle dy_obj, py::handle x_obj, py::handle w_obj, I2 stride, I4 pad, bool need_dx,
+         bool need_dw, bool need_db, bool position_bias, bool ref, py::handle out,
+         py::handle ws) {
+        const std::string op = "locally_connected2d_backward";
+        FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
+        const LocallyConnected2dShape s = lc_checked(x, w, op, stride, pad, position_bias);
+        FArray dy = as_float(dy_obj, op, "grad_output");
+        expect_shape(dy, {s.N, s.OC, s.OH, s.OW}, op, "grad_output");
+        std::optional<FArray> dx, dw, db;
+        if (need_dx)
+          dx = output<float>(out_item(out, 0, 3, op), Shape(x.shape(), x.shape() + x.ndim()), op,
+                             "out[0] (grad_input)", {&x, &w, &dy});
+        if (need_dw)
+          dw = output<float>(out_item(out, 1, 3, op), Shape(w.shape(), w.shape() + w.ndim()), op,
+                             "out[1] (grad_weight)", {&x, &w, &dy});
+        if (need_db)
+          db = output<float>(out_item(out, 2, 3, op), lc_bias_shape(s), op, "out[2] (grad_bias)",
+                             {&x, &w, &dy});
+        Workspace& workspace = workspace_of(ws);
+        {
+          py::gil_scoped_release nogil;
+          float* dxp = dx ? dx->mutable_data() : nullptr;
+          float* dwp = dw ? dw->mutable_data() : nullptr;
+          float* dbp = db ? db->mutable_data() : nullptr;
+          if (ref)
+            locally_connected2d_backward__ref(dxp, dwp, dbp, dy.data(), x.data(), w.data(), s);
+          else
+            locally_connected2d_backward(dxp, dwp, dbp, dy.data(), x.data(), w.data(), s,
+                                         workspace);
+        }
+        return py::make_tuple(opt(dx), opt(dw), opt(db));
+      },
+      py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("stride"),
+      py::arg("padding"), py::arg("need_dx"), py::arg("need_dw"), py::arg("need_db"),
+      py::arg("position_bias") = false, py::arg("ref") = false, py::arg("out") = py::none(),
+      py::arg("workspace") = py::none());
+
+  // Lp pooling: unpadded windows, norm_type p finite and > 0.
+  m.def(
+      "lp_pool2d_forward",
+      [](py::handle x_obj, double p, I2 kernel, I2 stride, py::handle out) {
+        const std::string op = "lp_pool2d";
+        expect_finite(p, op, "norm_type", true);
+        FArray x = as_float(x_obj, op, "input");
+        Pool2dShape s = pool2d_checked(x, op, kernel, stride, {0, 0, 0, 0});
+        FArray y = output<float>(out, pool_out_shape(s, false), op, "out", {&x});
+        {
+          py::gil_scoped_release nogil;
+          lp_pool2d_forward(y.mutable_data(), x.data(), s, static_cast<float>(p));
+        }
+        return y;
+      },
+      py::arg("x"), py::arg("norm_type"), py::arg("kernel_size"), py::arg("stride"),
+      py::arg("out") = py::none());
+  m.def(
+      "lp_pool2d_backward",
+      [](py::handle dy_obj, py::handle x_obj, double p, I2 kernel, I2 stride, py::handle out) {
+        const std::string op = "lp_pool2d_backward";
+        expect_finite(p, op, "norm_type", true);
+        FArray x = as_float(x_obj, op, "input");
+        Pool2dShape s = pool2d_checked(x, op, kernel, stride, {0, 0, 0, 0});
+        FArray dy = as_float(dy_obj, op, "grad_output");
+        expect_shape(dy, pool_out_shape(s, false), op, "grad_output");
+        FArray dx = output<float>(out, Shape(x.shape(), x.shape() + x.ndim()), op, "out", {&x, &dy});
+        {
+          py::gil_scoped_release nogil;
+          lp_pool2d_backward(dx.mutable_data(), dy.data(), x.data(), s, static_cast<float>(p));
+        }
+        return dx;
+      },
+      py::arg("grad_output"), py::arg("x"), py::arg("norm_type"), py::arg("kernel_size"),
+      py::arg("stride"), py::arg("out") = py::none());
+
+  // Adaptive average pooling to output_size (OH, OW); the backward reads the output size
+  // from grad_output.
+  m.def(
+      "adaptive_avg_pool2d_forward",
+      [](py::handle x_obj, I2 output_size, py::handle out) {
+        const std::string op = "adaptive_avg_pool2d";
+        FArray x = as_float(x_obj, op, "input");
+        expect_ndim(x, 4, op, "input", "(N, C, H, W)");
+        const AdaptivePool2dShape s = adaptive_pool2d_shape(
+            x.shape(0), x.shape(1), x.shape(2), x.shape(3), output_size[0], output_size[1]);
+        FArray y = output<float>(out, {s.N, s.C, s.OH, s.OW}, op, "out", {&x});
+        {
+          py::gil_scoped_release nogil;
+          adaptive_avg_pool2d_forward(y.mutable_data(), x.data(), s);
+        }
+        return y;
+      },
+      py::arg("x"), py::arg("output_size"), py::arg("out") = py::none());
+  m.def(
+      "adaptive_avg_pool2d_backward",
+      [](py::handle dy_obj, std::vector<int64_t> in, py::handle out) {
+        const std::string op = "adaptive_avg_pool2d_backward";
+        FArray dy = as_float(dy_obj, op, "grad_output");
+        expect_ndim(dy, 4, op, "grad_output", "(N, C, OH, OW)");
+        if (in.size() != 4)
+          throw py::value_error(op + ": input_shape must have 4 entries, got " +
+                                std::to_string(in.size()));
+        const AdaptivePool2dShape s =
+            adaptive_pool2d_shape(in[0], in[1], in[2], in[3], dy.shape(2), dy.shape(3));
+        expect_shape(dy, {s.N, s.C, s.OH, s.OW}, op, "grad_output");
+        FArray dx = input_grad(out, in, 4, op, {&dy});
+        {
+          py::gil_scoped_release nogil;
+          adaptive_avg_pool2d_backward(dx.mutable_data(), dy.data(), s);
+        }
+        return dx;
+      },
+      py::arg("grad_output"), py::arg("input_shape"), py::arg("out") = py::none());
+
+  // Constant padding of the last two dimensions by (top, bottom, left, right); negative pads
+  // crop. The backward takes the input's shape.
+  m.def(
+      "pad2d_forward",
+      [](py::handle x_obj, I4 pad, float value, py::handle out) {
+        const std::string op = "pad";
+        FArray x = as_float(x_obj, op, "input");
+        const Pad2dShape s = pad_checked(Shape(x.shape(), x.shape() + x.ndim()), pad, op);
+        Shape ys(x.shape(), x.shape() + x.ndim());
+        ys[ys.size() - 2] = s.OH;
+        ys.back() = s.OW;
+        FArray y = output<float>(out, ys, op, "out", {&x});
+        {
+          py::gil_scoped_release nogil;
+          pad2d_forward(y.mutable_data(), x.data(), s, value);
+        }
+        return y;
+      },
+      py::arg("x"), py::arg("padding"), py::arg("value") = 0.0f, py::arg("out") = py::none());
+  m.def(
+      "pad2d_backward",
+      [](py::handle dy_obj, std::vector<int64_t> in, I4 pad, py::handle out) {
+        const std::string op = "pad_backward";
+        const Pad2dShape s = pad_checked(in, pad, op);
+        Shape ys(in.begin(), in.end());
+        ys[ys.size() - 2] = s.OH;
+        ys.back() = s.OW;
+        FArray dy = as_float(dy_obj, op, "grad_output");
+        expect_shape(dy, ys, op, "grad_output");
+        FArray dx = input_grad(out, in, in.size(), op, {&dy});
+        {
+          py::gil_scoped_release nogil;
+          pad2d_backward(dx.mutable_data(), dy.data(), s);
+        }
+        return dx;
+      },
+      py::arg("grad_output"), py::arg("input_shape"), py::arg("padding"),
+      py::arg("out") = py::none());
+  // === end of batch norm ... padding =========================================================
 }

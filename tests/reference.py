@@ -261,6 +261,181 @@ def cross_entropy_backward(logits, labels, grad=1.0):
     return p * grad / len(labels)
 
 
+# --- batch normalisation --------------------------------------------------------------------
+
+def _channel(v, ndim):
+    """A per-channel vector (C,) shaped to broadcast against (N, C, ...) of rank ndim."""
+    return f64(v).reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def batch_norm_stats(x):
+    """(mean, biased variance, unbiased variance) of x (N, C, ...) per channel (axis 1)."""
+    x = f64(x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    m = x.size // x.shape[1]
+    mean = x.mean(axis=axes)
+    var = ((x - _channel(mean, x.ndim)) ** 2).sum(axis=axes) / m
+    return mean, var, var * m / (m - 1)
+
+
+def batch_norm(x, mean, var, weight=None, bias=None, eps=1e-5):
+    """y = (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c] over axis 1 of x (N, C, ...).
+    Training passes the batch's mean and biased variance (batch_norm_stats); evaluation the
+    running ones."""
+    x = f64(x)
+    y = (x - _channel(mean, x.ndim)) / np.sqrt(_channel(var, x.ndim) + eps)
+    if weight is not None:
+        y = y * _channel(weight, x.ndim)
+    if bias is not None:
+        y = y + _channel(bias, x.ndim)
+    return y
+
+
+def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
+    """batch_norm with the batch's own statistics: the function training differentiates."""
+    mean, var, _ = batch_norm_stats(x)
+    return batch_norm(x, mean, var, weight, bias, eps)
+
+
+def batch_norm_train_backward(dy, x, weight=None, eps=1e-5):
+    """(dx, dweight, dbias) of batch_norm_train: with xhat = (x - mean) * invstd and g = dy *
+    weight, dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) (means over N and the plane)."""
+    dy, x = f64(dy), f64(x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    mean, var, _ = batch_norm_stats(x)
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - _channel(mean, x.ndim)) * _channel(invstd, x.ndim)
+    g = dy * (_channel(weight, x.ndim) if weight is not None else 1.0)
+    dx = _channel(invstd, x.ndim) * (g - g.mean(axis=axes, keepdims=True)
+                                     - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def batch_norm_eval_backward(dy, x, mean, var, weight=None, eps=1e-5):
+    """(dx, dweight, dbias) of batch_norm with fixed (running) statistics: an affine map."""
+    dy, x = f64(dy), f64(x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    invstd = _channel(1.0 / np.sqrt(f64(var) + eps), x.ndim)
+    xhat = (x - _channel(mean, x.ndim)) * invstd
+    dx = dy * invstd * (_channel(weight, x.ndim) if weight is not None else 1.0)
+    return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
+# --- locally connected ----------------------------------------------------------------------
+
+def locally_connected2d(x, w, b=None, stride=(1, 1), pads=(0, 0, 0, 0)):
+    """y[n, o, i, j] = b + sum_{c, kh, kw} xpad[n, c, i*SH + kh, j*SW + kw] * w[i, j, o, c, kh, kw],
+    b of shape (OC,) or (OC, OH, OW)."""
+    x, w = f64(x), f64(w)
+    cols, _, _ = _conv2d_cols(x, w.shape[4], w.shape[5], stride, pads, (1, 1))
+    y = np.einsum("nckhij,ijockh->noij", cols, w)
+    if b is not None:
+        b = f64(b)
+        y += b[None, :, None, None] if b.ndim == 1 else b[None]
+    return y
+
+
+def locally_connected2d_backward(dy, x, w, stride=(1, 1), pads=(0, 0, 0, 0), position_bias=False):
+    """(dx, dw, db) of locally_connected2d; db (OC, OH, OW) with position_bias, else (OC,)."""
+    dy, x, w = f64(dy), f64(x), f64(w)
+    N, C, H, W = x.shape
+    OH, OW, _, _, KH, KW = w.shape
+    SH, SW = stride
+    PT, PB, PL, PR = pads
+    cols, _, _ = _conv2d_cols(x, KH, KW, stride, pads, (1, 1))
+    dw = np.einsum("nckhij,noij->ijockh", cols, dy)
+    dcols = np.einsum("noij,ijockh->nckhij", dy, w)
+    dxp = np.zeros((N, C, H + PT + PB, W + PL + PR))
+    for kh in range(KH):
+        for kw in range(KW):
+            dxp[:, :, kh:kh + SH * (OH - 1) + 1:SH, kw:kw + SW * (OW - 1) + 1:SW] += dcols[:, :, kh, kw]
+    db = dy.sum(axis=0) if position_bias else dy.sum(axis=(0, 2, 3))
+    return dxp[:, :, PT:PT + H, PL:PL + W], dw, db
+
+
+# --- Lp and adaptive pooling, padding -------------------------------------------------------
+
+def lp_pool2d(x, p, kernel, stride):
+    """y = (sum over each unpadded window of x ** p) ** (1 / p)."""
+    x = f64(x)
+    N, C, H, W = x.shape
+    (KH, KW), (SH, SW) = kernel, stride
+    OH, OW = _pool_out(H, KH, SH, 0, 0), _pool_out(W, KW, SW, 0, 0)
+    y = np.empty((N, C, OH, OW))
+    for i in range(OH):
+        for j in range(OW):
+            y[:, :, i, j] = (x[:, :, i * SH:i * SH + KH, j * SW:j * SW + KW] ** p).sum(axis=(2, 3)) ** (1.0 / p)
+    return y
+
+
+def lp_pool2d_backward(dy, x, p, kernel, stride):
+    """dx = x^(p-1) * sum over the windows covering x of dy * S^(1/p - 1) (S the window's sum of
+    x^p), for windows with S > 0."""
+    dy, x = f64(dy), f64(x)
+    (KH, KW), (SH, SW) = kernel, stride
+    _, _, OH, OW = dy.shape
+    ds = np.zeros_like(x)
+    for i in range(OH):
+        for j in range(OW):
+            s = (x[:, :, i * SH:i * SH + KH, j * SW:j * SW + KW] ** p).sum(axis=(2, 3))
+            g = np.where(s > 0, dy[:, :, i, j] * np.where(s > 0, s, 1.0) ** (1.0 / p - 1.0), 0.0)
+            ds[:, :, i * SH:i * SH + KH, j * SW:j * SW + KW] += g[:, :, None, None]
+    return ds * x ** (p - 1.0)
+
+
+def adaptive_bins(size, out):
+    """PyTorch's adaptive pooling bins: [floor(i * size / out), ceil((i + 1) * size / out))."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def adaptive_avg_pool2d(x, output_size):
+    x = f64(x)
+    N, C, H, W = x.shape
+    OH, OW = output_size
+    y = np.empty((N, C, OH, OW))
+    for i, (h0, h1) in enumerate(adaptive_bins(H, OH)):
+        for j, (w0, w1) in enumerate(adaptive_bins(W, OW)):
+            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return y
+
+
+def adaptive_avg_pool2d_backward(dy, input_shape):
+    dy = f64(dy)
+    N, C, H, W = input_shape
+    _, _, OH, OW = dy.shape
+    dx = np.zeros(input_shape)
+    for i, (h0, h1) in enumerate(adaptive_bins(H, OH)):
+        for j, (w0, w1) in enumerate(adaptive_bins(W, OW)):
+            dx[:, :, h0:h1, w0:w1] += (dy[:, :, i, j] / ((h1 - h0) * (w1 - w0)))[:, :, None, None]
+    return dx
+
+
+def _crop_slices(pads, H, W):
+    """Slices of an (H, W) plane kept after cropping by the negative entries of (top, bottom,
+    left, right)."""
+    t, b, l, r = (max(-p, 0) for p in pads)
+    return slice(t, H - b), slice(l, W - r)
+
+
+def pad2d(x, pads, value=0.0):
+    """x (..., H, W) padded with value by (top, bottom, left, right); negative entries crop."""
+    x = f64(x)
+    hs, ws = _crop_slices(pads, *x.shape[-2:])
+    t, b, l, r = (max(p, 0) for p in pads)
+    return np.pad(x[..., hs, ws], [(0, 0)] * (x.ndim - 2) + [(t, b), (l, r)], constant_values=value)
+
+
+def pad2d_backward(dy, input_shape, pads):
+    """dx: dy with the padding cut off, zero where the forward cropped."""
+    dy = f64(dy)
+    H, W = input_shape[-2:]
+    hs, ws = _crop_slices(pads, H, W)
+    t, b, l, r = (max(p, 0) for p in pads)
+    dx = np.zeros(input_shape)
+    dx[..., hs, ws] = dy[..., t:dy.shape[-2] - b, l:dy.shape[-1] - r]
+    return dx
+
+
 # --- finite differences ---------------------------------------------------------------------
 
 def numerical_grad(f, x, eps=1e-6):

@@ -102,3 +102,72 @@ def test_cross_entropy_reference(rng):
     # log-sum-exp with the max subtracted: huge logits stay finite
     assert np.isfinite(ref.cross_entropy(np.array([[1000.0, -1000.0]]), [1]))
     assert np.isclose(ref.cross_entropy(np.zeros((2, 4)), [1, 3]), np.log(4))
+
+
+# --- batch norm, locally connected, Lp and adaptive pooling, padding ----------------------------
+
+@pytest.mark.parametrize("shape", [(3, 2, 2, 3), (4, 3), (2, 3, 4)], ids=["2d", "1d_nc", "1d_ncl"])
+def test_batch_norm_reference_gradients(shape, rng):
+    x, w, b = rng.standard_normal(shape) * 2 + 1, rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+    gradcheck(lambda x, w, b: ref.batch_norm_train(x, w, b, eps=1e-3),
+              lambda dy, x, w, b: ref.batch_norm_train_backward(dy, x, w, eps=1e-3), [x, w, b], rng)
+    mean, var = rng.standard_normal(shape[1]), rng.random(shape[1]) + 0.5
+    gradcheck(lambda x, w, b: ref.batch_norm(x, mean, var, w, b, eps=1e-3),
+              lambda dy, x, w, b: ref.batch_norm_eval_backward(dy, x, mean, var, w, eps=1e-3), [x, w, b], rng)
+
+
+def test_batch_norm_reference_by_definition(rng):
+    x = rng.standard_normal((5, 2, 3))
+    y = ref.batch_norm_train(x, eps=0.0)
+    np.testing.assert_allclose(y.mean(axis=(0, 2)), 0, atol=1e-12)
+    np.testing.assert_allclose((y ** 2).mean(axis=(0, 2)), 1, atol=1e-12)
+    _, var, unbiased = ref.batch_norm_stats(x)
+    np.testing.assert_allclose(unbiased, x.transpose(1, 0, 2).reshape(2, -1).var(axis=1, ddof=1))
+    np.testing.assert_allclose(var, x.transpose(1, 0, 2).reshape(2, -1).var(axis=1))
+
+
+@pytest.mark.parametrize("position_bias", [True, False])
+@pytest.mark.parametrize("stride,pads", [((1, 1), (0, 0, 0, 0)), ((2, 1), (1, 0, 1, 2))])
+def test_locally_connected_reference_gradients(stride, pads, position_bias, rng):
+    x = rng.standard_normal((2, 2, 4, 5))
+    OH = (4 + pads[0] + pads[1] - 2) // stride[0] + 1
+    OW = (5 + pads[2] + pads[3] - 3) // stride[1] + 1
+    w = rng.standard_normal((OH, OW, 3, 2, 2, 3))
+    b = rng.standard_normal((3, OH, OW) if position_bias else 3)
+    gradcheck(lambda x, w, b: ref.locally_connected2d(x, w, b, stride, pads),
+              lambda dy, x, w, b: ref.locally_connected2d_backward(dy, x, w, stride, pads, position_bias),
+              [x, w, b], rng)
+
+
+def test_locally_connected_reference_with_shared_weights_is_conv(rng):
+    x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 2))
+    args = dict(stride=(2, 1), pads=(1, 1, 0, 1))
+    y = ref.conv2d(x, w, **args)
+    wl = np.broadcast_to(w, y.shape[2:] + w.shape)
+    np.testing.assert_allclose(ref.locally_connected2d(x, wl, **args), y, atol=1e-12)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 1.5])
+def test_lp_pool_reference_gradients(p, rng):
+    x = rng.random((2, 2, 5, 6)) + 0.1  # positive: fractional powers stay real
+    gradcheck(lambda x: ref.lp_pool2d(x, p, (2, 3), (2, 2)),
+              lambda dy, x: [ref.lp_pool2d_backward(dy, x, p, (2, 3), (2, 2))], [x], rng)
+
+
+@pytest.mark.parametrize("size", [(3, 4), (1, 1), (5, 2), (7, 7)])
+def test_adaptive_avg_pool_reference_gradients(size, rng):
+    x = rng.standard_normal((2, 2, 5, 6))
+    gradcheck(lambda x: ref.adaptive_avg_pool2d(x, size),
+              lambda dy, x: [ref.adaptive_avg_pool2d_backward(dy, x.shape)], [x], rng)
+
+
+def test_adaptive_bins_are_pytorch_s():
+    assert ref.adaptive_bins(5, 3) == [(0, 2), (1, 4), (3, 5)]
+    assert ref.adaptive_bins(4, 2) == [(0, 2), (2, 4)]
+    assert ref.adaptive_bins(2, 5) == [(0, 1), (0, 1), (0, 2), (1, 2), (1, 2)]
+
+
+@pytest.mark.parametrize("pads", [(1, 2, 0, 3), (-1, 2, 1, -2), (0, 0, 0, 0)])
+def test_pad_reference_gradients(pads, rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    gradcheck(lambda x: ref.pad2d(x, pads), lambda dy, x: [ref.pad2d_backward(dy, x.shape, pads)], [x], rng)

@@ -29,6 +29,28 @@ extra pad at the bottom/right).
 
 Errors: a ``TypeError`` for arguments of the wrong type or dtype, a ``ValueError`` naming the
 expected and actual shapes for arrays or sizes that do not fit.
+
+Normalisation, locally connected layers, more pooling and padding:
+
+- ``batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
+  momentum=0.1, eps=1e-5, return_stats=False)`` on x (N, C, ...): training normalises with the
+  batch's mean and biased variance and updates running_mean / running_var in place (unbiased
+  variance); otherwise it uses them. ``return_stats`` also returns the (mean, invstd) used, which
+  ``batch_norm_backward(grad_output, x, weight, mean, invstd, training=True, ...)`` takes ->
+  ``(grad_input, grad_weight, grad_bias)`` (the full gradient with batch statistics, the affine
+  map's gradient with running ones)
+- ``locally_connected2d(x, weight, bias=None, stride=1, padding=0)``: weight (OH, OW, OC, C, KH,
+  KW), a separate filter at every output position; bias (OC,) or (OC, OH, OW).
+  ``locally_connected2d_backward(grad_output, x, weight, stride=1, padding=0, position_bias=False,
+  ...)`` -> ``(grad_input, grad_weight, grad_bias)``
+- ``lp_pool2d(x, norm_type, kernel_size, stride=None)``, ``lp_pool2d_backward(grad_output, x,
+  norm_type, kernel_size, stride=None)``
+- ``adaptive_avg_pool2d(x, output_size)``, ``adaptive_avg_pool2d_backward(grad_output,
+  input_shape)``
+- ``zero_pad2d(x, padding)`` with padding an int or (left, right, top, bottom), and
+  ``pad(x, pad, mode="constant", value=0.0)`` (PyTorch's F.pad on the last one or two
+  dimensions; negative pads crop); backward ``zero_pad2d_backward(grad_output, padding)``,
+  ``pad_backward(grad_output, pad)``
 """
 import math
 import operator
@@ -334,3 +356,191 @@ def cross_entropy_backward(logits, labels, grad=1.0, probs=None):
     if not math.isfinite(float(grad)):
         raise ValueError(f"cross_entropy_backward: grad must be finite, got {grad}")
     return _core.softmax_xent_backward(probs, labels, float(grad))
+
+
+# --- normalisation, locally connected, Lp and adaptive pooling, padding -----------------------
+
+__all__ += [
+    "batch_norm", "batch_norm_backward", "locally_connected2d", "locally_connected2d_backward",
+    "lp_pool2d", "lp_pool2d_backward", "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
+    "zero_pad2d", "zero_pad2d_backward", "pad", "pad_backward",
+]
+
+
+def _number(value, op, name, minimum=None, strict=False):
+    """A finite real number as float (bool rejected), optionally >= (or >) minimum."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{op}: {name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v) or (minimum is not None and (v <= minimum if strict else v < minimum)):
+        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+        raise ValueError(f"{op}: {name} must be a finite number{bound}, got {value!r}")
+    return v
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5, return_stats=False):
+    """Batch normalisation of x (N, C, ...) per channel: (x - mean) / sqrt(var + eps) * weight + bias.
+
+    training: mean and biased variance of the batch (more than one value per channel needed);
+    running_mean and running_var (float32 arrays of shape (C,), or None) are then updated in
+    place to (1 - momentum) * running + momentum * batch statistic, with the unbiased variance.
+    Otherwise running_mean and running_var are used. With return_stats, returns (y, mean,
+    invstd): the statistics used, for batch_norm_backward.
+    """
+    momentum = _number(momentum, "batch_norm", "momentum", 0.0)
+    eps = _number(eps, "batch_norm", "eps", 0.0)
+    y, mean, invstd = _core.batch_norm_forward(x, weight, bias, running_mean, running_var, bool(training),
+                                               momentum, eps)
+    return (y, mean, invstd) if return_stats else y
+
+
+def batch_norm_backward(grad_output, x, weight, mean, invstd, training=True, *, input_grad=True,
+                        weight_grad=True, bias_grad=True):
+    """Gradients of batch_norm: (grad_input, grad_weight, grad_bias), None where not asked for.
+
+    mean, invstd: what batch_norm(..., return_stats=True) returned. training: the forward used
+    the batch's statistics (the full gradient through them); else only the affine map's.
+    """
+    return _core.batch_norm_backward(grad_output, x, weight, mean, invstd, bool(training),
+                                     bool(input_grad), bool(weight_grad), bool(bias_grad))
+
+
+def _lc_args(x, weight, stride, padding, op):
+    s = _ints(stride, 2, op, "stride")
+    k = tuple(np.shape(weight)[4:]) if np.ndim(weight) == 6 else (None, None)
+    p = _padding(padding, np.shape(x), k, s, (1, 1), op)
+    return s, _flat(p)
+
+
+def locally_connected2d(x, weight, bias=None, stride=1, padding=0):
+    """Locally connected layer (unshared convolution) of x (N, C, H, W).
+
+    weight (OH, OW, OC, C, KH, KW): the filter bank applied at output position (oh, ow), where
+    OH, OW must be the output size the input, stride and padding give; bias (OC,) shared by all
+    positions or (OC, OH, OW), one per position. Returns (N, OC, OH, OW):
+    y[n, o, i, j] = b + sum_{c, kh, kw} xpad[n, c, i*SH + kh, j*SW + kw] * weight[i, j, o, c, kh, kw].
+    """
+    s, p = _lc_args(x, weight, stride, padding, "locally_connected2d")
+    return _core.locally_connected2d_forward(x, weight, bias, s, p)
+
+
+def locally_connected2d_backward(grad_output, x, weight, stride=1, padding=0, position_bias=False, *,
+                                 input_grad=True, weight_grad=True, bias_grad=True):
+    """Gradients of locally_connected2d: (grad_input, grad_weight, grad_bias), None where not
+    asked for; grad_bias has shape (OC, OH, OW) with position_bias, else (OC,)."""
+    s, p = _lc_args(x, weight, stride, padding, "locally_connected2d_backward")
+    return _core.locally_connected2d_backward(grad_output, x, weight, s, p, bool(input_grad), bool(weight_grad),
+                                              bool(bias_grad), bool(position_bias))
+
+
+def lp_pool2d(x, norm_type, kernel_size, stride=None):
+    """Power-average pooling of x (N, C, H, W): (sum over each window of x ** norm_type) **
+    (1 / norm_type), PyTorch's lp_pool2d (no padding; stride defaults to kernel_size)."""
+    p = _number(norm_type, "lp_pool2d", "norm_type", 0.0, strict=True)
+    k, s, _ = _pool_args(kernel_size, stride, 0, np.shape(x), 2, "lp_pool2d")
+    return _core.lp_pool2d_forward(x, p, k, s)
+
+
+def lp_pool2d_backward(grad_output, x, norm_type, kernel_size, stride=None):
+    """Gradient of lp_pool2d w.r.t. its input x (which it reads again)."""
+    p = _number(norm_type, "lp_pool2d_backward", "norm_type", 0.0, strict=True)
+    k, s, _ = _pool_args(kernel_size, stride, 0, np.shape(x), 2, "lp_pool2d_backward")
+    return _core.lp_pool2d_backward(grad_output, x, p, k, s)
+
+
+def _adaptive_size(output_size, shape, op):
+    """output_size (an int, or a pair whose None entries keep the input's size) -> (OH, OW)."""
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 2:
+            raise ValueError(f"{op}: output_size must be an int or 2 entries, got {tuple(output_size)!r}")
+        if any(v is None for v in output_size) and len(shape) != 4:
+            raise ValueError(f"{op}: expected input with 4 dimensions (N, C, H, W), got shape {tuple(shape)}")
+        return tuple(shape[2 + i] if v is None else _int(v, op, "output_size") for i, v in enumerate(output_size))
+    return (_int(output_size, op, "output_size"),) * 2
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Average pooling of x (N, C, H, W) to (N, C, OH, OW) for any output size, PyTorch's bins:
+    output row i averages rows floor(i * H / OH) to ceil((i + 1) * H / OH) - 1 (columns alike).
+    output_size: an int, or a pair whose None entries keep that input size; 1 is global
+    average pooling."""
+    size = _adaptive_size(output_size, np.shape(x), "adaptive_avg_pool2d")
+    return _core.adaptive_avg_pool2d_forward(x, size)
+
+
+def adaptive_avg_pool2d_backward(grad_output, input_shape):
+    """Gradient of adaptive_avg_pool2d w.r.t. its input of shape input_shape (the output size
+    is grad_output's)."""
+    return _core.adaptive_avg_pool2d_backward(grad_output, _shape(input_shape, "adaptive_avg_pool2d_backward"))
+
+
+def _pad_arg(pad, op):
+    """PyTorch's pad tuple (left, right[, top, bottom]) -> (top, bottom, left, right)."""
+    if not isinstance(pad, (tuple, list)) or len(pad) not in (2, 4):
+        raise ValueError(f"{op}: pad must be (left, right) or (left, right, top, bottom), got {pad!r}")
+    p = tuple(_int(v, op, "pad") for v in pad)
+    return (p[2], p[3], p[0], p[1]) if len(p) == 4 else (0, 0, p[0], p[1])
+
+
+def _zero_pad_arg(padding, op):
+    """ZeroPad2d's padding: an int for every side, or (left, right, top, bottom)."""
+    if isinstance(padding, (tuple, list)):
+        if len(padding) != 4:
+            raise ValueError(f"{op}: padding must be an int or (left, right, top, bottom), got {tuple(padding)!r}")
+        return _pad_arg(padding, op)
+    p = _int(padding, op, "padding")
+    return (p, p, p, p)
+
+
+def _padded(shape, tblr, sign):
+    """shape with its last two sizes grown (sign 1) or shrunk (sign -1) by the padding."""
+    t, b, l, r = tblr
+    return tuple(shape[:-2]) + (shape[-2] + sign * (t + b), shape[-1] + sign * (l + r))
+
+
+def pad(x, pad, mode="constant", value=0.0):
+    """PyTorch's F.pad in constant mode on the last dimension ((left, right)) or the last two
+    ((left, right, top, bottom)); a negative pad crops."""
+    if mode != "constant":
+        raise ValueError(f"pad: mode must be 'constant' (the only mode cnnkit has), got {mode!r}")
+    value = _number(value, "pad", "value")
+    tblr = _pad_arg(pad, "pad")
+    if len(pad) == 2:  # one dimension: seen as (..., 1, L)
+        x = np.asarray(x)
+        if x.ndim < 1:
+            raise ValueError("pad: expected an input with at least 1 dimension, got shape ()")
+        y = _core.pad2d_forward(x.reshape(x.shape[:-1] + (1, x.shape[-1])), tblr, value)
+        return y.reshape(x.shape[:-1] + (y.shape[-1],))
+    return _core.pad2d_forward(x, tblr, value)
+
+
+def pad_backward(grad_output, pad):
+    """Gradient of pad (constant mode) w.r.t. its input: grad_output cropped back (zeros where
+    the forward cropped)."""
+    tblr = _pad_arg(pad, "pad_backward")
+    dy = np.asarray(grad_output)
+    if len(pad) == 2:
+        if dy.ndim < 1:
+            raise ValueError("pad_backward: expected grad_output with at least 1 dimension, got shape ()")
+        dy2 = dy.reshape(dy.shape[:-1] + (1, dy.shape[-1]))
+        dx = _core.pad2d_backward(dy2, _padded(dy2.shape, tblr, -1), tblr)
+        return dx.reshape(dy.shape[:-1] + (dx.shape[-1],))
+    if dy.ndim < 2:
+        raise ValueError(f"pad_backward: expected grad_output with at least 2 dimensions, got shape {dy.shape}")
+    return _core.pad2d_backward(dy, _padded(dy.shape, tblr, -1), tblr)
+
+
+def zero_pad2d(x, padding):
+    """Zero padding of the last two dimensions of x (N, C, H, W), PyTorch's ZeroPad2d: padding
+    an int for every side or (left, right, top, bottom); a negative pad crops."""
+    return _core.pad2d_forward(x, _zero_pad_arg(padding, "zero_pad2d"), 0.0)
+
+
+def zero_pad2d_backward(grad_output, padding):
+    """Gradient of zero_pad2d w.r.t. its input."""
+    tblr = _zero_pad_arg(padding, "zero_pad2d_backward")
+    dy = np.asarray(grad_output)
+    if dy.ndim < 2:
+        raise ValueError(f"zero_pad2d_backward: expected grad_output with at least 2 dimensions, got shape {dy.shape}")
+    return _core.pad2d_backward(dy, _padded(dy.shape, tblr, -1), tblr)

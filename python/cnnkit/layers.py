@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from . import _core, _random
-from .functional import _flat, _int, _ints, _padding
+from .functional import _flat, _int, _ints, _number, _padding
 
 __all__ = [
     "Layer", "Conv2d", "Conv1d", "MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d",
@@ -638,6 +638,305 @@ class Dropout(Layer):
 
     def get_config(self):
         return {"p": self.p}
+
+
+# --- normalisation, locally connected layers, more pooling, padding -------------------------------
+
+__all__ += ["BatchNorm2d", "BatchNorm1d", "LocallyConnected2d", "LPPool2d", "AdaptiveAvgPool2d", "ZeroPad2d"]
+
+
+class _BatchNorm(Layer):
+    """Batch normalisation over dim 1 (PyTorch's _BatchNorm): in training, normalises with the
+    batch's mean and biased variance and updates the running statistics with momentum (the
+    unbiased variance, as PyTorch; momentum=None: their cumulative average); in evaluation,
+    uses the running statistics. ``buffers`` holds running_mean, running_var (float32) and
+    num_batches_tracked (an int64 0-d array): live arrays that ``Sequential.state_dict()``
+    stores after the params, under PyTorch's keys. A frozen layer (``trainable = False``) keeps
+    gamma and beta but still updates its buffers in training mode, as PyTorch's
+    requires_grad=False does."""
+
+    _ranks = ()          # accepted input ranks, batch included
+    _layouts = ""        # the layouts of those ranks, for messages
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        op = type(self).__name__
+        self.num_features = _positive(num_features, 1, "num_features", op)[0]
+        self.eps = _number(eps, op, "eps", 0.0)
+        self.momentum = None if momentum is None else _number(momentum, op, "momentum", 0.0)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        c = self.num_features
+        if self.affine:
+            self.params = {"weight": np.ones(c, np.float32), "bias": np.zeros(c, np.float32)}
+            self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.buffers = {}
+        if self.track_running_stats:
+            self.buffers = {"running_mean": np.zeros(c, np.float32), "running_var": np.ones(c, np.float32),
+                            "num_batches_tracked": np.zeros((), np.int64)}
+
+    def _check(self, shape):
+        name = type(self).__name__
+        if len(shape) not in self._ranks:
+            raise ValueError(f"{name} expected input with {' or '.join(map(str, self._ranks))} dimensions "
+                             f"{self._layouts}, got shape {shape}")
+        if shape[1] != self.num_features:
+            hint = ""
+            if len(shape) > 2 and shape[-1] == self.num_features:  # Layer._expect_input's hint
+                perm = (0, len(shape) - 1) + tuple(range(1, len(shape) - 1))
+                hint = f"; it looks channels-last: cnnkit takes channels first, use x.transpose{perm}"
+            raise ValueError(f"{name} expected {self.num_features} channels at axis 1, got shape {shape}{hint}")
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) + 1 not in self._ranks or shape[0] != self.num_features:
+            layouts = self._layouts.replace("N, ", "")
+            raise ValueError(f"{type(self).__name__} expected input shape {layouts} with C = {self.num_features}, "
+                             f"got {shape}")
+        return shape
+
+    def forward(self, x):
+        shape = _shape_of(x)
+        key = (shape, self.reuse_buffers)
+        plan = self._plans.get(key)
+        if plan is None:
+            self._check(shape)
+            c = self.num_features
+            out = (self._out("y", shape), self._out("mean", (c,)), self._out("invstd", (c,))) \
+                if self.reuse_buffers else None
+            plan = self._remember(key, [out, None])  # [1]: the dx array, once asked for
+        self._plan, self._shape, self._x = plan, shape, x
+        self._batch_stats = self.training or not self.track_running_stats
+        update = self.training and self.track_running_stats
+        momentum = self.momentum
+        if update and momentum is None:  # cumulative moving average, as PyTorch
+            momentum = 1.0 / float(self.buffers["num_batches_tracked"] + 1)
+        stats = self.track_running_stats and (update or not self._batch_stats)
+        y, self._mean, self._invstd = _core.batch_norm_forward(
+            x, self.params.get("weight"), self.params.get("bias"),
+            self.buffers["running_mean"] if stats else None, self.buffers["running_var"] if stats else None,
+            self._batch_stats, momentum or 0.0, self.eps, out=plan[0])
+        if update:
+            self.buffers["num_batches_tracked"][...] += 1
+        self._y_out = None if plan[0] is None else plan[0][0]
+        return y
+
+    def backward(self, grad_output):
+        dw, db = self._param_grads() if self.affine else (None, None)
+        dx = self._dx() if self.input_grad else None
+        gx, _, _ = _core.batch_norm_backward(grad_output, self._x, self.params.get("weight"), self._mean,
+                                             self._invstd, self._batch_stats, self.input_grad, dw is not None,
+                                             db is not None, out=(dx, dw, db))
+        return gx
+
+    def get_config(self):
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
+                "affine": self.affine, "track_running_stats": self.track_running_stats}
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) over N, H, W per channel C = num_features."""
+
+    _ranks = (4,)
+    _layouts = "(N, C, H, W)"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) over N (and L) per channel C = num_features."""
+
+    _ranks = (2, 3)
+    _layouts = "(N, C) or (N, C, L)"
+
+
+class LocallyConnected2d(Layer):
+    """Locally connected 2-D layer ("local connections, unshared"): a convolution with a
+    separate filter at every output position. input_size (H, W) is fixed because the weights
+    depend on it; the output is (N, out_channels, OH, OW) with OH = (H + 2 * padding - KH) //
+    stride + 1.
+
+    params["weight"] has shape (OH, OW, out_channels, in_channels, KH, KW): the
+    (out_channels, in_channels, KH, KW) filter bank of output position (oh, ow), positions
+    outermost. params["bias"] has shape (out_channels, OH, OW), a separate bias at each location
+    (position_bias=True, the default), or (out_channels,), shared by all positions. Initialised
+    like a convolution with fan_in = in_channels * KH * KW.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, input_size, stride=1, padding=0, bias=True,
+                 position_bias=True):
+        super().__init__()
+        op = type(self).__name__
+        self.in_channels = _positive(in_channels, 1, "in_channels", op)[0]
+        self.out_channels = _positive(out_channels, 1, "out_channels", op)[0]
+        self.kernel_size = _positive(kernel_size, 2, "kernel_size", op)
+        self.input_size = _positive(input_size, 2, "input_size", op)
+        self.stride = _positive(stride, 2, "stride", op)
+        self.padding = _padding_arg(padding, 2, op)
+        self.position_bias = bool(position_bias)
+        chw = (self.in_channels,) + self.input_size
+        self._pad = _flat(_padding(self.padding, (1,) + chw, self.kernel_size, self.stride, (1, 1), op))
+        self.output_size = tuple(_core.locally_connected2d_output_size(
+            chw, (self.out_channels,) + self.kernel_size, self.stride, self._pad))
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in)
+        rng = _random.generator()
+        w_shape = self.output_size + (self.out_channels, self.in_channels) + self.kernel_size
+        self.params["weight"] = rng.uniform(-bound, bound, w_shape).astype(np.float32)
+        if bias:
+            b_shape = (self.out_channels,) + (self.output_size if self.position_bias else ())
+            self.params["bias"] = rng.uniform(-bound, bound, b_shape).astype(np.float32)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self._ws = _core.Workspace()
+
+    def _check(self, shape):
+        name = type(self).__name__
+        if len(shape) == 4 and shape[1] == self.in_channels and tuple(shape[2:]) != self.input_size:
+            raise ValueError(f"{name} was built for inputs of size (H, W) = {self.input_size} (its weights are "
+                             f"per position), got input of shape {shape} with size {tuple(shape[2:])}")
+
+    def output_shape(self, input_shape):
+        want = (self.in_channels,) + self.input_size
+        if tuple(input_shape) != want:
+            raise ValueError(f"{type(self).__name__} expected input shape {want} (its weights are per position), "
+                             f"got {tuple(input_shape)}")
+        return (self.out_channels,) + self.output_size
+
+    def forward(self, x):
+        shape = _shape_of(x)
+        key = (shape, self.reuse_buffers)
+        plan = self._plans.get(key)
+        if plan is None:
+            self._expect_input(x, "(N, C, H, W)", 1, self.in_channels)
+            self._check(shape)
+            out = self._out("y", (shape[0], self.out_channels) + self.output_size) if self.reuse_buffers else None
+            plan = self._remember(key, [out, None])  # [1]: the dx array, once asked for
+        self._x, self._shape, self._plan = x, shape, plan
+        self._y_out = plan[0]
+        return _core.locally_connected2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride,
+                                                 self._pad, out=plan[0], workspace=self._ws)
+
+    def backward(self, grad_output):
+        dw, db = self._param_grads()
+        dx = self._dx() if self.input_grad else None
+        gx, _, _ = _core.locally_connected2d_backward(
+            grad_output, self._x, self.params["weight"], self.stride, self._pad, self.input_grad, dw is not None,
+            db is not None, self.position_bias, out=(dx, dw, db), workspace=self._ws)
+        return gx
+
+    def get_config(self):
+        pad = self.padding if isinstance(self.padding, str) else list(self.padding)
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "input_size": list(self.input_size),
+                "stride": list(self.stride), "padding": pad, "bias": "bias" in self.params,
+                "position_bias": self.position_bias}
+
+
+class LPPool2d(_Pool):
+    """Power-average pooling over (N, C, H, W), PyTorch's LPPool2d: (sum over each window of
+    x ** norm_type) ** (1 / norm_type); norm_type 2 is L2 pooling. No padding; stride defaults
+    to kernel_size."""
+
+    ndim = 2
+
+    def __init__(self, norm_type, kernel_size, stride=None):
+        super().__init__(kernel_size, stride, 0)
+        op = type(self).__name__
+        self.norm_type = _number(norm_type, op, "norm_type", 0.0, strict=True)
+
+    def forward(self, x):
+        self._shape, _, args, y_shape, _ = self._plan_for(x)
+        self._x = x
+        self._y_out = out = None if y_shape is None else self._out("y", y_shape)
+        return _core.lp_pool2d_forward(x, self.norm_type, args[0], args[1], out=out)
+
+    def backward(self, grad_output):
+        args = self._plan[2]
+        return _core.lp_pool2d_backward(grad_output, self._x, self.norm_type, args[0], args[1], out=self._dx())
+
+    def get_config(self):
+        return {"norm_type": self.norm_type, "kernel_size": list(self.kernel_size), "stride": list(self.stride)}
+
+
+class AdaptiveAvgPool2d(Layer):
+    """Average pooling to a fixed output size, PyTorch's AdaptiveAvgPool2d: output_size an int
+    or (OH, OW) whose None entries keep the input's size; 1 gives global average pooling with
+    an (N, C, 1, 1) output."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        op = type(self).__name__
+        sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+        if len(sizes) != 2:
+            raise ValueError(f"{op}: output_size must be an int or 2 entries, got {output_size!r}")
+        self.output_size = tuple(None if v is None else _positive(v, 1, "output_size", op)[0] for v in sizes)
+
+    def _size(self, hw):
+        return tuple(h if o is None else o for o, h in zip(self.output_size, hw))
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"AdaptiveAvgPool2d expected input shape (C, H, W), got {tuple(input_shape)}")
+        return (input_shape[0],) + self._size(input_shape[1:])
+
+    def forward(self, x):
+        shape = _shape_of(x)
+        key = (shape, self.reuse_buffers, self.output_size)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(shape) != 4:
+                raise ValueError(f"AdaptiveAvgPool2d expected input with 4 dimensions (N, C, H, W), got shape {shape}")
+            size = self._size(shape[2:])
+            out = self._out("y", shape[:2] + size) if self.reuse_buffers else None
+            plan = self._remember(key, [size, out, None])
+        self._shape, self._plan = shape, plan
+        self._y_out = plan[1]
+        return _core.adaptive_avg_pool2d_forward(x, plan[0], out=plan[1])
+
+    def backward(self, grad_output):
+        return _core.adaptive_avg_pool2d_backward(grad_output, self._shape, out=self._dx())
+
+    def get_config(self):
+        return {"output_size": list(self.output_size)}
+
+
+class ZeroPad2d(Layer):
+    """Zero padding of (N, C, H, W), PyTorch's ZeroPad2d: padding an int for every side or
+    (left, right, top, bottom); a negative pad crops."""
+
+    def __init__(self, padding):
+        super().__init__()
+        from .functional import _zero_pad_arg
+        self._tblr = _zero_pad_arg(padding, type(self).__name__)
+        t, b, l, r = self._tblr
+        self.padding = (l, r, t, b)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"ZeroPad2d expected input shape (C, H, W), got {tuple(input_shape)}")
+        t, b, l, r = self._tblr
+        c, h, w = input_shape
+        if h + t + b < 0 or w + l + r < 0 or min(t, 0) + min(b, 0) < -h or min(l, 0) + min(r, 0) < -w:
+            raise ValueError(f"ZeroPad2d: padding (left, right, top, bottom) = {self.padding} crops more than the "
+                             f"input's (H, W) = {(h, w)}")
+        return (c, h + t + b, w + l + r)
+
+    def forward(self, x):
+        shape = _shape_of(x)
+        key = (shape, self.reuse_buffers)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(shape) != 4:
+                raise ValueError(f"ZeroPad2d expected input with 4 dimensions (N, C, H, W), got shape {shape}")
+            out = self._out("y", shape[:1] + self.output_shape(shape[1:])) if self.reuse_buffers else None
+            plan = self._remember(key, [out, None])
+        self._shape, self._plan = shape, plan
+        self._y_out = plan[0]
+        return _core.pad2d_forward(x, self._tblr, 0.0, out=plan[0])
+
+    def backward(self, grad_output):
+        return _core.pad2d_backward(grad_output, self._shape, self._tblr, out=self._dx())
+
+    def get_config(self):
+        return {"padding": list(self.padding)}
 
 
 # Blocks made of layers (they subclass Layer, so they come after it).

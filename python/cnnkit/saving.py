@@ -74,7 +74,9 @@ def save_model(model, path):
     }
     entries = {"cnnkit/config": _text_array(json.dumps(config))}
     for key, value in model._state_arrays().items():
-        entries[f"weights/{key}"] = np.ascontiguousarray(value)
+        # np.require, not np.ascontiguousarray, which turns a 0-d array (BatchNorm's
+        # num_batches_tracked) into shape (1,)
+        entries[f"weights/{key}"] = np.require(value, requirements="C")
     if model.optimizer is not None:
         for key, value in model.optimizer.state_dict().items():
             entries[f"optimizer/{key}"] = np.asarray(value)
