@@ -234,3 +234,39 @@ def test_replacing_the_head_and_freezing_for_fine_tuning(rng):
     assert isinstance(last, L.Linear) and len(m) == 11
     m.add(L.Linear(84, 3))
     assert m.output_shapes()[-1] == (3,)
+
+
+def test_backward_stops_below_the_lowest_trainable_layer(rng, monkeypatch):
+    """A frozen feature extractor gets no backward pass (nor does the lowest trainable layer
+    compute an input gradient); the trained head moves exactly as with the full backward, and
+    unfreezing brings the whole backward back."""
+    x = rng.standard_normal((16, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 16)
+
+    def model():
+        cnnkit.set_random_seed(3)
+        m = cnnkit.models.lenet5()
+        m.compile(optimizer=cnnkit.optim.SGD(learning_rate=0.05, momentum=0.9), loss="cross_entropy")
+        for layer in m[:7]:
+            layer.trainable = False
+        return m
+
+    full = model()
+    full[0].trainable = True  # a trainable first layer forces the whole backward
+    skipped = model()
+    calls = []
+    for layer in skipped[:7]:
+        monkeypatch.setattr(layer, "backward", lambda g, layer=layer: calls.append(layer) or g)
+    full.train_on_batch(x, y)
+    skipped.train_on_batch(x, y)
+    assert calls == []
+    assert skipped[7].input_grad is False and skipped[9].input_grad is True
+    for key in ("7.weight", "7.bias", "9.weight", "11.weight"):
+        np.testing.assert_array_equal(skipped.state_dict()[key], full.state_dict()[key], err_msg=key)
+    monkeypatch.undo()
+    for layer in skipped[:7]:
+        layer.trainable = True
+    before = skipped[0].params["weight"].copy()
+    skipped.train_on_batch(x, y)
+    assert skipped[7].input_grad is True and skipped[0].input_grad is False
+    assert not np.array_equal(skipped[0].params["weight"], before)

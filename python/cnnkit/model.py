@@ -283,17 +283,33 @@ class Sequential(Container):
             scratch = builtin and layer._owns_output(x)
         return x
 
+    def _gradient_floor(self):
+        """Index of the lowest stage holding trainable parameters (len(stages) if none)."""
+        for k, (layer, _, _) in enumerate(self._stages):
+            if any(leaf.trainable and leaf.params for leaf in leaves(layer)):
+                return k
+        return len(self._stages)
+
     def _backward(self, grad, input_grad):
-        if self._layers:
+        # When the input's gradient is not wanted, the stages below the lowest trainable one
+        # need no backward at all (a frozen feature extractor; PyTorch's autograd stops there
+        # too), and that stage computes no input gradient.
+        stages = self._stages
+        floor = 0 if input_grad else self._gradient_floor()
+        for k in range(floor, len(stages)):
+            wanted = k > floor or input_grad
+            if stages[k][0].input_grad != wanted:
+                stages[k][0].input_grad = wanted
+        if floor == 0 and self._layers:
             self._layers[0].input_grad = input_grad
         # A layer may overwrite its grad_output when that is the layer above's own gradient
         # array (or that array passed through in place): nothing else reads it afterwards.
         scratch = False
-        for layer, fused, builtin in reversed(self._stages):
+        for layer, fused, builtin in reversed(stages[floor:]):
             layer._grad_is_scratch = scratch
             grad_in, grad = grad, layer._relu_backward(grad) if fused else layer.backward(grad)
             scratch = builtin and grad is not None and (layer._owns(grad) or (scratch and grad is grad_in))
-        return grad
+        return grad if floor == 0 else None
 
     def forward(self, x):
         """The last layer's output for x (in the current mode), a fresh array. Inside another
