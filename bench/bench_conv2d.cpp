@@ -235,7 +235,7 @@ struct Case {
 
 void run_case(const Case& c, double peak, const bench::Args& args) {
   const Conv2dShape& s = c.s;
-  const int64_t xn = s.N * s.C * s.H * s.W, wn = s.OC * s.C * s.KH * s.KW,
+  const int64_t xn = s.N * s.C * s.H * s.W, wn = s.OC * (s.C / s.G) * s.KH * s.KW,
                 yn = s.N * s.OC * s.OH * s.OW;
   const std::vector<float> x = bench::random_floats(xn, 1), w = bench::random_floats(wn, 2),
                            b = bench::random_floats(s.OC, 3), dy = bench::random_floats(yn, 4);
@@ -280,7 +280,7 @@ void run_case(const Case& c, double peak, const bench::Args& args) {
                                 s, ws);
       },
       args.reps);
-  const double flops = 2.0 * s.N * s.OC * s.C * s.KH * s.KW * s.OH * s.OW;
+  const double flops = 2.0 * s.N * s.OC * (s.C / s.G) * s.KH * s.KW * s.OH * s.OW;
   const double fwd_gf = flops / fwd_ms * 1e-6, all_gf = 3 * flops / all_ms * 1e-6;
   const double dw_gf = flops / dw_ms * 1e-6, dx_gf = flops / dx_ms * 1e-6;
   char geom[96];
@@ -292,11 +292,16 @@ void run_case(const Case& c, double peak, const bench::Args& args) {
     std::snprintf(geom, sizeof geom, "%lldx%lldx%lldx%lld->%lld k%lldx%lld s%lld p%lld",
                   (long long)s.N, (long long)s.C, (long long)s.H, (long long)s.W, (long long)s.OC,
                   (long long)s.KH, (long long)s.KW, (long long)s.SH, (long long)s.PT);
-  const cnnkit::ConvDirectPlan plan =
-      cnnkit::conv_direct_plan(s.C, s.OC, s.KH, s.KW, s.SH, s.SW, s.DH, s.DW, s.OH, s.OW);
+  if (s.G > 1)
+    std::snprintf(geom + std::strlen(geom), sizeof geom - std::strlen(geom), " g%lld",
+                  (long long)s.G);
+  // Each group runs the plan of its own channels; depthwise (G == C) has kernels of its own.
+  const cnnkit::ConvDirectPlan plan = cnnkit::conv_direct_plan(
+      s.C / s.G, s.OC / s.G, s.KH, s.KW, s.SH, s.SW, s.DH, s.DW, s.OH, s.OW);
+  const char* path = s.G > 1 && s.G == s.C ? "dwise" : cnnkit::conv_direct_kind_name(plan.forward);
   std::printf("%-18s %-32s %-8s %8.1e | %8.3f %6.1f %5.1f%% | %8.3f %6.1f | %8.3f %6.1f | "
               "%8.3f %6.1f %5.1f%%\n",
-              c.name.c_str(), geom, cnnkit::conv_direct_kind_name(plan.forward), err, fwd_ms,
+              c.name.c_str(), geom, path, err, fwd_ms,
               fwd_gf, peak > 0 ? 100 * fwd_gf / peak : 0.0, dw_ms, dw_gf, dx_ms, dx_gf, all_ms,
               all_gf, peak > 0 ? 100 * all_gf / peak : 0.0);
   std::fflush(stdout);
@@ -330,12 +335,12 @@ int main(int argc, char** argv) {
     cases.push_back({t[0],
                      cnnkit::conv2d_shape(num(t[1]), num(t[2]), num(t[3]), num(t[4]), num(t[5]),
                                           num(t[6]), num(t[7]), num(t[8]), num(t[9]), num(t[10]),
-                                          num(t[10]), num(t[11]), num(t[11])),
+                                          num(t[10]), num(t[11]), num(t[11]), 1, 1, num(t[12])),
                      false});
   for (const auto& t : bench::read_shapes(args, "conv1d.txt"))
     cases.push_back({t[0],
                      cnnkit::conv1d_shape(num(t[1]), num(t[2]), num(t[3]), num(t[4]), num(t[5]),
-                                          num(t[6]), num(t[7]), num(t[7])),
+                                          num(t[6]), num(t[7]), num(t[7]), 1, num(t[8])),
                      true});
   for (const Case& c : cases) run_case(c, peak, args);
   return 0;

@@ -141,8 +141,8 @@ REAL = real_shapes()
 
 @pytest.mark.parametrize("name,sizes", REAL, ids=[r[0] for r in REAL])
 def test_conv1d_real_shapes(name, sizes, rng):
-    N, C, L, OC, K, S, P = sizes
-    check_conv1d(Conv1d((2, C, L), OC, K, S, P), rng)
+    N, C, L, OC, K, S, P, G = sizes
+    check_conv1d(Conv1d((2, C, L), OC, K, S, P, 1, G), rng)
 
 
 def test_conv1d_empty_batch(rng):

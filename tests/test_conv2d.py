@@ -293,9 +293,9 @@ REAL = read_shapes(SHAPES)
 
 @pytest.mark.parametrize("name,sizes", REAL, ids=[r[0] for r in REAL])
 def test_conv2d_real_shapes(name, sizes, rng):
-    N, C, H, W, OC, KH, KW, SH, SW, PH, PW = sizes
+    N, C, H, W, OC, KH, KW, SH, SW, PH, PW, G = sizes
     conv = Conv((min(N, 2 if H * W * C <= 64 * 32 * 32 else 1), C, H, W), OC, (KH, KW),
-                (SH, SW), (PH, PW))
+                (SH, SW), (PH, PW), 1, G)
     check_conv(conv, rng)
 
 
