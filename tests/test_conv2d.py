@@ -445,8 +445,8 @@ def test_conv2d_vs_torch(seed):
 def test_im2col_packs_and_direct_kernels_every_tier():
     # The GEMM of one tier asks for one panel width; bench_conv2d checks every pack (portable,
     # AVX2, AVX-512 where they run) at widths 1 .. 64 and odd sub-ranges against im2col, and
-    # every entry point of each tier's direct kernels against conv_direct_kernels__ref, bit
-    # for bit, on geometries at the edges of their blocks.
+    # every entry point of each tier's direct and depthwise kernels against their __ref
+    # kernels, bit for bit, on geometries at the edges of their blocks.
     r = subprocess.run([BENCH, "--filter", "no shape has this name"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr

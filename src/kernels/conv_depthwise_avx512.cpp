@@ -11,7 +11,7 @@ using Impl = conv_depthwise_impl::ConvDepthwise<V__avx512>;
 
 }  // namespace
 
-const ConvDepthwiseKernels conv_depthwise_kernels__avx512 = {"avx512", &Impl::forward, &Impl::weight,
-                                                            &Impl::input};
+const ConvDepthwiseKernels conv_depthwise_kernels__avx512 = {"avx512", &Impl::forward,
+                                                         &Impl::weight, &Impl::input};
 
 }  // namespace cnnkit

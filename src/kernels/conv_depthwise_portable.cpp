@@ -11,7 +11,7 @@ using Impl = conv_depthwise_impl::ConvDepthwise<V__portable>;
 
 }  // namespace
 
-const ConvDepthwiseKernels conv_depthwise_kernels__portable = {"portable", &Impl::forward, &Impl::weight,
-                                                            &Impl::input};
+const ConvDepthwiseKernels conv_depthwise_kernels__portable = {"portable", &Impl::forward,
+                                                         &Impl::weight, &Impl::input};
 
 }  // namespace cnnkit
