@@ -6,8 +6,8 @@
 // FMAs for avx512, 256-bit otherwise; CNNKIT_SIMD=avx2 gives the AVX2 figures).
 // Forward+backward counts 3x the forward FLOPs; "path" is the forward and weight-gradient
 // kernel conv_direct_plan picks (gemm, or direct over width / over channels). Before the
-// shapes, every im2col pack is checked against the materialised im2col, and every direct
-// kernel of every tier that runs here against its __ref, bit for bit on integer data.
+// shapes, every im2col pack is checked against the materialised im2col, and every direct and
+// depthwise kernel of every tier that runs here against its __ref, bit for bit on integer data.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -19,6 +19,7 @@
 
 #include "bench_common.hpp"
 #include "common.hpp"
+#include "kernels/conv_depthwise.hpp"
 #include "kernels/conv_direct.hpp"
 #include "kernels/im2col.hpp"
 #include "ops/conv1d.hpp"
@@ -227,6 +228,77 @@ int check_direct() {
   return failures;
 }
 
+// Every entry point of every depthwise-kernel tier that runs here against the __ref kernels,
+// bit for bit on integer data, on geometries at the blocks' edges: strides in either axis
+// (phase-split columns, residue-split rows), strides beyond the kernel, dilation, rows of more
+// than a block of vectors, more taps than a weight block, channel multipliers M > 1. Outputs
+// start as NaN (an unwritten float shows).
+int check_depthwise() {
+  struct G { int64_t H, W, KH, KW, SH, SW, PT, PB, PL, PR, DH, DW, M; };
+  const G geoms[] = {
+      {56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {56, 56, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},
+      {9, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},  {12, 17, 3, 2, 3, 2, 1, 1, 0, 0, 1, 1, 1},
+      {13, 12, 5, 5, 1, 1, 4, 4, 4, 4, 2, 2, 3}, {35, 35, 11, 11, 4, 4, 2, 2, 2, 2, 1, 1, 2},
+      {20, 7, 3, 2, 5, 3, 1, 1, 1, 1, 1, 1, 1},  {9, 11, 7, 7, 1, 1, 3, 3, 3, 3, 1, 1, 1},
+      {1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},   {4, 5, 6, 7, 1, 1, 1, 1, 1, 1, 1, 1, 2},
+      {1, 300, 1, 9, 1, 2, 0, 0, 4, 4, 1, 1, 1}, {7, 8, 4, 3, 2, 2, 1, 2, 0, 1, 1, 2, 1},
+  };
+  const cnnkit::ConvDepthwiseKernels& ref = cnnkit::conv_depthwise_kernels__ref;
+  std::vector<const cnnkit::ConvDepthwiseKernels*> tiers = {
+      &cnnkit::conv_depthwise_kernels__portable};
+#ifdef CNNKIT_HAVE_AVX2
+  if (cnnkit::simd_tier_supported(cnnkit::SimdTier::avx2))
+    tiers.push_back(&cnnkit::conv_depthwise_kernels__avx2);
+#endif
+#ifdef CNNKIT_HAVE_AVX512
+  if (cnnkit::simd_tier_supported(cnnkit::SimdTier::avx512))
+    tiers.push_back(&cnnkit::conv_depthwise_kernels__avx512);
+#endif
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  constexpr int64_t lanes = cnnkit::kConvDepthwiseLanes;
+  int failures = 0;
+  for (const G& q : geoms) {
+    const cnnkit::ConvDepthwiseShape s = cnnkit::conv_depthwise_shape(
+        q.H, q.W, q.KH, q.KW, q.SH, q.SW, q.PT, q.PB, q.PL, q.PR, q.DH, q.DW);
+    const int64_t KK = s.KH * s.KW, P = s.OH * s.OW;
+    const std::vector<float> x = int_floats(s.H * s.W, 21), w = int_floats(q.M * KK, 22),
+                             dy = int_floats(q.M * P, 23);
+    std::vector<float> xq(cnnkit::conv_depthwise_xq_size(s));
+    cnnkit::conv_depthwise_pad(xq.data(), x.data(), s);
+    std::vector<float> scratch(cnnkit::conv_depthwise_input_scratch(s, q.M));
+    auto run = [&](const cnnkit::ConvDepthwiseKernels& t) {
+      std::vector<std::vector<float>> out;
+      std::vector<float> y(P, nan), dx(s.H * s.W, nan), dwv(KK * lanes, 0.0f), dw(KK, 0.0f);
+      t.forward(y.data(), xq.data(), w.data(), 3.0f, s);
+      out.push_back(y);
+      for (int twice = 0; twice < 2; ++twice) t.weight(dwv.data(), xq.data(), dy.data(), s);
+      for (int64_t k = 0; k < KK; ++k)
+        for (int64_t l = 0; l < lanes; ++l) dw[k] += dwv[k * lanes + l];
+      out.push_back(dw);
+      t.input(dx.data(), dy.data(), w.data(), q.M, scratch.data(), s);
+      out.push_back(dx);
+      return out;
+    };
+    const auto want = run(ref);
+    const char* names[] = {"forward", "weight", "input"};
+    for (const cnnkit::ConvDepthwiseKernels* t : tiers) {
+      const auto got = run(*t);
+      for (std::size_t i = 0; i < got.size(); ++i)
+        if (std::memcmp(got[i].data(), want[i].data(), got[i].size() * sizeof(float)) != 0) {
+          ++failures;
+          std::fprintf(stderr,
+                       "DEPTHWISE KERNEL MISMATCH: %s %s, H%lld W%lld k%lldx%lld s%lld,%lld "
+                       "pad %lld,%lld,%lld,%lld d%lld,%lld M%lld\n",
+                       t->name, names[i], (long long)q.H, (long long)q.W, (long long)q.KH,
+                       (long long)q.KW, (long long)q.SH, (long long)q.SW, (long long)q.PT,
+                       (long long)q.PB, (long long)q.PL, (long long)q.PR, (long long)q.DH,
+                       (long long)q.DW, (long long)q.M);
+        }
+    }
+  }
+  return failures;
+}
+
 struct Case {
   std::string name;
   Conv2dShape s;
@@ -235,7 +307,7 @@ struct Case {
 
 void run_case(const Case& c, double peak, const bench::Args& args) {
   const Conv2dShape& s = c.s;
-  const int64_t xn = s.N * s.C * s.H * s.W, wn = s.OC * s.C * s.KH * s.KW,
+  const int64_t xn = s.N * s.C * s.H * s.W, wn = s.OC * (s.C / s.G) * s.KH * s.KW,
                 yn = s.N * s.OC * s.OH * s.OW;
   const std::vector<float> x = bench::random_floats(xn, 1), w = bench::random_floats(wn, 2),
                            b = bench::random_floats(s.OC, 3), dy = bench::random_floats(yn, 4);
@@ -280,7 +352,7 @@ void run_case(const Case& c, double peak, const bench::Args& args) {
                                 s, ws);
       },
       args.reps);
-  const double flops = 2.0 * s.N * s.OC * s.C * s.KH * s.KW * s.OH * s.OW;
+  const double flops = 2.0 * s.N * s.OC * (s.C / s.G) * s.KH * s.KW * s.OH * s.OW;
   const double fwd_gf = flops / fwd_ms * 1e-6, all_gf = 3 * flops / all_ms * 1e-6;
   const double dw_gf = flops / dw_ms * 1e-6, dx_gf = flops / dx_ms * 1e-6;
   char geom[96];
@@ -292,11 +364,16 @@ void run_case(const Case& c, double peak, const bench::Args& args) {
     std::snprintf(geom, sizeof geom, "%lldx%lldx%lldx%lld->%lld k%lldx%lld s%lld p%lld",
                   (long long)s.N, (long long)s.C, (long long)s.H, (long long)s.W, (long long)s.OC,
                   (long long)s.KH, (long long)s.KW, (long long)s.SH, (long long)s.PT);
-  const cnnkit::ConvDirectPlan plan =
-      cnnkit::conv_direct_plan(s.C, s.OC, s.KH, s.KW, s.SH, s.SW, s.DH, s.DW, s.OH, s.OW);
+  if (s.G > 1)
+    std::snprintf(geom + std::strlen(geom), sizeof geom - std::strlen(geom), " g%lld",
+                  (long long)s.G);
+  // Each group runs the plan of its own channels; depthwise (G == C) has kernels of its own.
+  const cnnkit::ConvDirectPlan plan = cnnkit::conv_direct_plan(
+      s.C / s.G, s.OC / s.G, s.KH, s.KW, s.SH, s.SW, s.DH, s.DW, s.OH, s.OW);
+  const char* path = s.G > 1 && s.G == s.C ? "dwise" : cnnkit::conv_direct_kind_name(plan.forward);
   std::printf("%-18s %-32s %-8s %8.1e | %8.3f %6.1f %5.1f%% | %8.3f %6.1f | %8.3f %6.1f | "
               "%8.3f %6.1f %5.1f%%\n",
-              c.name.c_str(), geom, cnnkit::conv_direct_kind_name(plan.forward), err, fwd_ms,
+              c.name.c_str(), geom, path, err, fwd_ms,
               fwd_gf, peak > 0 ? 100 * fwd_gf / peak : 0.0, dw_ms, dw_gf, dx_ms, dx_gf, all_ms,
               all_gf, peak > 0 ? 100 * all_gf / peak : 0.0);
   std::fflush(stdout);
@@ -316,11 +393,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%d direct-kernel mismatches\n", direct_failures);
     return 1;
   }
+  const int depthwise_failures = check_depthwise();
+  if (depthwise_failures) {
+    std::fprintf(stderr, "%d depthwise-kernel mismatches\n", depthwise_failures);
+    return 1;
+  }
   const bool wide = cnnkit::active_simd_tier() == cnnkit::SimdTier::avx512;
   const double peak = bench::fma_peak_gflops(args.threads, cnnkit::active_simd_tier());
-  bench::print_header(wide ? "conv2d / conv1d (packs, direct kernels checked; peak: 512-bit FMAs)"
-                           : "conv2d / conv1d (packs, direct kernels checked; peak: 256-bit FMAs)",
-                      args, peak);
+  bench::print_header(
+      wide ? "conv2d / conv1d (packs, direct, depthwise kernels checked; peak: 512-bit FMAs)"
+           : "conv2d / conv1d (packs, direct, depthwise kernels checked; peak: 256-bit FMAs)",
+      args, peak);
   std::printf("%-18s %-32s %-8s %8s | %8s %6s %6s | %8s %6s | %8s %6s | %8s %6s %6s\n",
               "name", "N x C x H x W -> OC", "path", "rel.err", "fwd ms", "GF/s", "peak", "dw ms",
               "GF/s", "dx ms", "GF/s", "f+b ms", "GF/s", "peak");
@@ -330,12 +413,12 @@ int main(int argc, char** argv) {
     cases.push_back({t[0],
                      cnnkit::conv2d_shape(num(t[1]), num(t[2]), num(t[3]), num(t[4]), num(t[5]),
                                           num(t[6]), num(t[7]), num(t[8]), num(t[9]), num(t[10]),
-                                          num(t[10]), num(t[11]), num(t[11])),
+                                          num(t[10]), num(t[11]), num(t[11]), 1, 1, num(t[12])),
                      false});
   for (const auto& t : bench::read_shapes(args, "conv1d.txt"))
     cases.push_back({t[0],
                      cnnkit::conv1d_shape(num(t[1]), num(t[2]), num(t[3]), num(t[4]), num(t[5]),
-                                          num(t[6]), num(t[7]), num(t[7])),
+                                          num(t[6]), num(t[7]), num(t[7]), 1, num(t[8])),
                      true});
   for (const Case& c : cases) run_case(c, peak, args);
   return 0;

@@ -3,7 +3,7 @@
 For each shape and thread count (1, then 2; both libraries set to it), forward and
 forward+backward (all of dx, dw, db) alternate between the two libraries, after a warm-up,
 and each side's median time is kept. ratio = torch time / cnnkit time (> 1: cnnkit faster).
-GFLOP/s count 2*N*OC*C*KH*KW*OH*OW for the forward and 3x that for forward+backward.
+GFLOP/s count 2*N*OC*(C/groups)*KH*KW*OH*OW for the forward and 3x that for forward+backward.
 
     PYTHONPATH=python flock /tmp/cnnkit-bench.lock python3 bench/conv_vs_torch.py [--reps R]
         [--threads 1 2] [--filter NAME]
@@ -32,10 +32,10 @@ def read_shapes(name):
 
 
 def cases():
-    for name, (N, C, H, W, OC, KH, KW, SH, SW, PH, PW) in read_shapes("conv2d.txt"):
-        yield name, (N, C, H, W), (OC, C, KH, KW), (SH, SW), (PH, PW), False
-    for name, (N, C, L, OC, K, S, P) in read_shapes("conv1d.txt"):
-        yield name, (N, C, L), (OC, C, K), S, P, True
+    for name, (N, C, H, W, OC, KH, KW, SH, SW, PH, PW, G) in read_shapes("conv2d.txt"):
+        yield name, (N, C, H, W), (OC, C // G, KH, KW), (SH, SW), (PH, PW), G, False
+    for name, (N, C, L, OC, K, S, P, G) in read_shapes("conv1d.txt"):
+        yield name, (N, C, L), (OC, C // G, K), S, P, G, True
 
 
 def timed(f):
@@ -44,14 +44,14 @@ def timed(f):
     return time.perf_counter() - t
 
 
-def compare(name, x_shape, w_shape, stride, padding, one_d, reps):
+def compare(name, x_shape, w_shape, stride, padding, groups, one_d, reps):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
     b = rng.standard_normal(w_shape[0]).astype(np.float32)
     conv, conv_backward = (F.conv1d, F.conv1d_backward) if one_d else (F.conv2d, F.conv2d_backward)
     tconv = torch.nn.functional.conv1d if one_d else torch.nn.functional.conv2d
-    y = conv(x, w, b, stride, padding)
+    y = conv(x, w, b, stride, padding, 1, groups)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     flops = 2.0 * y.size * np.prod(w_shape[1:])
 
@@ -60,21 +60,21 @@ def compare(name, x_shape, w_shape, stride, padding, one_d, reps):
 
     def torch_fwd():
         with torch.no_grad():
-            tconv(tx, tw, tb, stride, padding)
+            tconv(tx, tw, tb, stride, padding, 1, groups)
 
     def torch_all():
         tx.grad = tw.grad = tb.grad = None
-        tconv(tx, tw, tb, stride, padding).backward(tdy)
+        tconv(tx, tw, tb, stride, padding, 1, groups).backward(tdy)
 
     def cnnkit_fwd():
-        conv(x, w, b, stride, padding)
+        conv(x, w, b, stride, padding, 1, groups)
 
     def cnnkit_all():
-        conv(x, w, b, stride, padding)
-        conv_backward(dy, x, w, stride, padding)
+        conv(x, w, b, stride, padding, 1, groups)
+        conv_backward(dy, x, w, stride, padding, 1, groups)
 
     # Same answer first (a loose check; the tests hold both to the float64 reference).
-    ty = tconv(tx, tw, tb, stride, padding).detach().numpy()
+    ty = tconv(tx, tw, tb, stride, padding, 1, groups).detach().numpy()
     assert np.allclose(y, ty, rtol=1e-3, atol=1e-3 * np.abs(ty).max()), name
 
     row = []
@@ -106,10 +106,11 @@ def main():
         print(f"{'shape':<18} | {'fwd torch ms':>12} {'cnnkit ms':>9} {'GF/s t':>7} {'GF/s c':>7} "
               f"{'ratio':>6} | {'f+b torch ms':>12} {'cnnkit ms':>9} {'GF/s t':>7} {'GF/s c':>7} "
               f"{'ratio':>6}")
-        for name, xs, ws, stride, padding, one_d in cases():
+        for name, xs, ws, stride, padding, groups, one_d in cases():
             if args.filter and args.filter not in name:
                 continue
-            flops, ((tf, cf), (ta, ca)) = compare(name, xs, ws, stride, padding, one_d, args.reps)
+            flops, ((tf, cf), (ta, ca)) = compare(name, xs, ws, stride, padding, groups, one_d,
+                                                  args.reps)
             print(f"{name:<18} | {tf * 1e3:12.3f} {cf * 1e3:9.3f} {flops / tf * 1e-9:7.1f} "
                   f"{flops / cf * 1e-9:7.1f} {tf / cf:6.2f} | {ta * 1e3:12.3f} {ca * 1e3:9.3f} "
                   f"{3 * flops / ta * 1e-9:7.1f} {3 * flops / ca * 1e-9:7.1f} {ta / ca:6.2f}",

@@ -185,31 +185,44 @@ using I4 = std::array<int64_t, 4>;  // (top, bottom, left, right)
 // ---------------------------------------------------------------------------------------------
 // conv2d / conv1d
 
-// x [N, C, H, W] against w [OC, C, KH, KW]; the op name is in every message.
+// The weight's in_channels axis holds C / groups channels; the message names the weight shape
+// the input calls for. When groups is itself bad (< 1, or not dividing C and OC) the shape
+// function reports that instead.
+void expect_weight_channels(const FArray& x, const FArray& w, int64_t groups,
+                            const std::string& op) {
+  const int64_t C = x.shape(1), OC = w.shape(0);
+  if (groups < 1 || C % groups != 0 || OC % groups != 0 || w.shape(1) * groups == C) return;
+  std::string expected = "(" + std::to_string(OC) + ", " + std::to_string(C / groups);
+  for (py::ssize_t i = 2; i < w.ndim(); ++i) expected += ", " + std::to_string(w.shape(i));
+  expected += ")";
+  throw py::value_error(op + ": input of shape " + shape_str(x) + " has " + std::to_string(C) +
+                        " channels but weight of shape " + shape_str(w) + " expects " +
+                        std::to_string(w.shape(1) * groups) +
+                        (groups > 1 ? " (" + std::to_string(w.shape(1)) + " per group, groups = " +
+                                          std::to_string(groups) + ")"
+                                    : std::string()) +
+                        "; expected weight shape " + expected);
+}
+
+// x [N, C, H, W] against w [OC, C/groups, KH, KW]; the op name is in every message.
 Conv2dShape conv2d_checked(const FArray& x, const FArray& w, const std::string& op, I2 stride,
-                           I4 pad, I2 dilation) {
+                           I4 pad, I2 dilation, int64_t groups) {
   expect_ndim(x, 4, op, "input", "(N, C, H, W)");
-  expect_ndim(w, 4, op, "weight", "(out_channels, in_channels, KH, KW)");
-  if (w.shape(1) != x.shape(1))
-    throw py::value_error(op + ": input of shape " + shape_str(x) + " has " +
-                          std::to_string(x.shape(1)) + " channels but weight of shape " +
-                          shape_str(w) + " expects " + std::to_string(w.shape(1)));
+  expect_ndim(w, 4, op, "weight", "(out_channels, in_channels / groups, KH, KW)");
+  expect_weight_channels(x, w, groups, op);
   return conv2d_shape(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(0), w.shape(2),
                       w.shape(3), stride[0], stride[1], pad[0], pad[1], pad[2], pad[3],
-                      dilation[0], dilation[1]);
+                      dilation[0], dilation[1], groups);
 }
 
 Conv2dShape conv1d_checked(const FArray& x, const FArray& w, int64_t stride, I2 pad,
-                           int64_t dilation) {
+                           int64_t dilation, int64_t groups) {
   const std::string op = "conv1d";
   expect_ndim(x, 3, op, "input", "(N, C, L)");
-  expect_ndim(w, 3, op, "weight", "(out_channels, in_channels, K)");
-  if (w.shape(1) != x.shape(1))
-    throw py::value_error(op + ": input of shape " + shape_str(x) + " has " +
-                          std::to_string(x.shape(1)) + " channels but weight of shape " +
-                          shape_str(w) + " expects " + std::to_string(w.shape(1)));
+  expect_ndim(w, 3, op, "weight", "(out_channels, in_channels / groups, K)");
+  expect_weight_channels(x, w, groups, op);
   return conv1d_shape(x.shape(0), x.shape(1), x.shape(2), w.shape(0), w.shape(2), stride,
-                      pad[0], pad[1], dilation);
+                      pad[0], pad[1], dilation, groups);
 }
 
 Shape conv_out_shape(const Conv2dShape& s, bool one_d) {
@@ -651,14 +664,14 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "conv2d_output_size",
       [](std::array<int64_t, 3> chw, std::array<int64_t, 3> oc_kh_kw, I2 stride, I4 pad,
-         I2 dilation) {
+         I2 dilation, int64_t groups) {
         Conv2dShape s = conv2d_shape(1, chw[0], chw[1], chw[2], oc_kh_kw[0], oc_kh_kw[1],
                                      oc_kh_kw[2], stride[0], stride[1], pad[0], pad[1], pad[2],
-                                     pad[3], dilation[0], dilation[1]);
+                                     pad[3], dilation[0], dilation[1], groups);
         return py::make_tuple(s.OH, s.OW);
       },
       py::arg("chw"), py::arg("oc_kh_kw"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"));
+      py::arg("dilation"), py::arg("groups") = 1);
   m.def(
       "pool2d_output_size",
       [](std::array<int64_t, 3> chw, I2 kernel, I2 stride, I4 pad) {
@@ -668,58 +681,59 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("chw"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"));
 
-  // --- conv --------------------------------------------------------------------------------
+  // --- conv: groups (after the original parameters, so older calls keep working) -----------
   m.def(
       "conv2d_forward",
       [](py::handle x_obj, py::handle w_obj, py::handle bias, I2 stride, I4 pad, I2 dilation,
-         bool ref, py::handle out, py::handle ws) {
+         bool ref, py::handle out, py::handle ws, int64_t groups) {
         FArray x = as_float(x_obj, "conv2d", "input"), w = as_float(w_obj, "conv2d", "weight");
-        Conv2dShape s = conv2d_checked(x, w, "conv2d", stride, pad, dilation);
+        Conv2dShape s = conv2d_checked(x, w, "conv2d", stride, pad, dilation, groups);
         return conv_forward(x, w, bias, s, false, "conv2d", ref, out, ws);
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("ref") = false, py::arg("out") = py::none(),
-      py::arg("workspace") = py::none());
+      py::arg("workspace") = py::none(), py::arg("groups") = 1);
   m.def(
       "conv2d_backward",
       [](py::handle dy, py::handle x_obj, py::handle w_obj, I2 stride, I4 pad, I2 dilation,
-         bool need_dx, bool need_dw, bool need_db, bool ref, py::handle out, py::handle ws) {
+         bool need_dx, bool need_dw, bool need_db, bool ref, py::handle out, py::handle ws,
+         int64_t groups) {
         FArray x = as_float(x_obj, "conv2d_backward", "input");
         FArray w = as_float(w_obj, "conv2d_backward", "weight");
-        Conv2dShape s = conv2d_checked(x, w, "conv2d_backward", stride, pad, dilation);
+        Conv2dShape s = conv2d_checked(x, w, "conv2d_backward", stride, pad, dilation, groups);
         return conv_backward(dy, x, w, s, false, need_dx, need_dw, need_db, "conv2d_backward",
                              ref, out, ws);
       },
       py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("stride"),
       py::arg("padding"), py::arg("dilation"), py::arg("need_dx"), py::arg("need_dw"),
       py::arg("need_db"), py::arg("ref") = false, py::arg("out") = py::none(),
-      py::arg("workspace") = py::none());
+      py::arg("workspace") = py::none(), py::arg("groups") = 1);
   m.def(
       "conv1d_forward",
       [](py::handle x_obj, py::handle w_obj, py::handle bias, int64_t stride, I2 pad,
-         int64_t dilation, bool ref, py::handle out, py::handle ws) {
+         int64_t dilation, bool ref, py::handle out, py::handle ws, int64_t groups) {
         FArray x = as_float(x_obj, "conv1d", "input"), w = as_float(w_obj, "conv1d", "weight");
-        Conv2dShape s = conv1d_checked(x, w, stride, pad, dilation);
+        Conv2dShape s = conv1d_checked(x, w, stride, pad, dilation, groups);
         return conv_forward(x, w, bias, s, true, "conv1d", ref, out, ws);
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("ref") = false, py::arg("out") = py::none(),
-      py::arg("workspace") = py::none());
+      py::arg("workspace") = py::none(), py::arg("groups") = 1);
   m.def(
       "conv1d_backward",
       [](py::handle dy, py::handle x_obj, py::handle w_obj, int64_t stride, I2 pad,
          int64_t dilation, bool need_dx, bool need_dw, bool need_db, bool ref, py::handle out,
-         py::handle ws) {
+         py::handle ws, int64_t groups) {
         FArray x = as_float(x_obj, "conv1d_backward", "input");
         FArray w = as_float(w_obj, "conv1d_backward", "weight");
-        Conv2dShape s = conv1d_checked(x, w, stride, pad, dilation);
+        Conv2dShape s = conv1d_checked(x, w, stride, pad, dilation, groups);
         return conv_backward(dy, x, w, s, true, need_dx, need_dw, need_db, "conv1d_backward",
                              ref, out, ws);
       },
       py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("stride"),
       py::arg("padding"), py::arg("dilation"), py::arg("need_dx"), py::arg("need_dw"),
       py::arg("need_db"), py::arg("ref") = false, py::arg("out") = py::none(),
-      py::arg("workspace") = py::none());
+      py::arg("workspace") = py::none(), py::arg("groups") = 1);
 
   // --- pooling: 2-D takes (kh, kw), (sh, sw), (top, bottom, left, right); 1-D takes k, s,
   // (left, right) ---------------------------------------------------------------------------

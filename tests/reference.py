@@ -35,27 +35,35 @@ def _conv2d_cols(x, KH, KW, stride, pads, dilation):
     return cols, OH, OW
 
 
-def conv2d(x, w, b=None, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1)):
-    """y[n, o, i, j] = b[o] + sum_{c, kh, kw} xpad[n, c, i*SH + kh*DH, j*SW + kw*DW] * w[o, c, kh, kw]."""
+def conv2d(x, w, b=None, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+    """y[n, o, i, j] = b[o] + sum_{c, kh, kw} xpad[n, g*C/G + c, i*SH + kh*DH, j*SW + kw*DW] * w[o, c, kh, kw]
+    for w (OC, C/G, KH, KW): output channel o of group g = o // (OC/G) sums its C/G channels c."""
     x, w = f64(x), f64(w)
-    cols, _, _ = _conv2d_cols(x, w.shape[2], w.shape[3], stride, pads, dilation)
-    y = np.einsum("nckhij,ockh->noij", cols, w)
+    G, N, OC = groups, x.shape[0], w.shape[0]
+    cols, OH, OW = _conv2d_cols(x, w.shape[2], w.shape[3], stride, pads, dilation)
+    cols = cols.reshape((N, G, -1) + cols.shape[2:])
+    y = np.einsum("ngckhij,gockh->ngoij", cols, w.reshape((G, OC // G) + w.shape[1:]))
+    y = y.reshape(N, OC, OH, OW)
     if b is not None:
         y += f64(b)[None, :, None, None]
     return y
 
 
-def conv2d_backward(dy, x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1)):
+def conv2d_backward(dy, x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1):
     """(dx, dw, db) of conv2d for upstream gradient dy."""
     dy, x, w = f64(dy), f64(x), f64(w)
     N, C, H, W = x.shape
-    _, _, KH, KW = w.shape
+    OC, _, KH, KW = w.shape
+    G = groups
     SH, SW = stride
     PT, PB, PL, PR = pads
     DH, DW = dilation
     cols, OH, OW = _conv2d_cols(x, KH, KW, stride, pads, dilation)
-    dw = np.einsum("nckhij,noij->ockh", cols, dy)
-    dcols = np.einsum("noij,ockh->nckhij", dy, w)
+    cols = cols.reshape((N, G, C // G) + cols.shape[2:])
+    dyg = dy.reshape(N, G, OC // G, OH, OW)
+    wg = w.reshape((G, OC // G) + w.shape[1:])
+    dw = np.einsum("ngckhij,ngoij->gockh", cols, dyg).reshape(w.shape)
+    dcols = np.einsum("ngoij,gockh->ngckhij", dyg, wg).reshape(N, C, KH, KW, OH, OW)
     dxp = np.zeros((N, C, H + PT + PB, W + PL + PR))
     for kh in range(KH):
         for kw in range(KW):
@@ -66,17 +74,17 @@ def conv2d_backward(dy, x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1))
     return dx, dw, db
 
 
-def conv1d(x, w, b=None, stride=1, pads=(0, 0), dilation=1):
-    """conv2d with H = KH = 1 on x (N, C, L), w (OC, C, K)."""
+def conv1d(x, w, b=None, stride=1, pads=(0, 0), dilation=1, groups=1):
+    """conv2d with H = KH = 1 on x (N, C, L), w (OC, C/G, K)."""
     y = conv2d(f64(x)[:, :, None, :], f64(w)[:, :, None, :], b, (1, stride), (0, 0) + tuple(pads),
-               (1, dilation))
+               (1, dilation), groups)
     return y[:, :, 0, :]
 
 
-def conv1d_backward(dy, x, w, stride=1, pads=(0, 0), dilation=1):
+def conv1d_backward(dy, x, w, stride=1, pads=(0, 0), dilation=1, groups=1):
     dx, dw, db = conv2d_backward(f64(dy)[:, :, None, :], f64(x)[:, :, None, :],
                                  f64(w)[:, :, None, :], (1, stride), (0, 0) + tuple(pads),
-                                 (1, dilation))
+                                 (1, dilation), groups)
     return dx[:, :, 0, :], dw[:, :, 0, :], db
 
 

@@ -46,11 +46,11 @@ class Conv:
     cnnkit.functional (per-side padding, which functional cannot express, through _core),
     "ref" through the direct C++ loops (_core with ref=True)."""
 
-    def __init__(self, x_shape, oc, kernel, stride=1, padding=0, dilation=1):
-        self.x_shape, self.oc, self.kernel = x_shape, oc, kernel
+    def __init__(self, x_shape, oc, kernel, stride=1, padding=0, dilation=1, groups=1):
+        self.x_shape, self.oc, self.kernel, self.groups = x_shape, oc, kernel, groups
         self.stride, self.dilation, self.padding = pair(stride), pair(dilation), padding
         self.pads = resolve_pads(padding, x_shape[2:], kernel, self.stride, self.dilation)
-        self.w_shape = (oc, x_shape[1]) + tuple(kernel)
+        self.w_shape = (oc, x_shape[1] // groups) + tuple(kernel)
 
     def _via_core(self, path):
         return path == "ref" or (isinstance(self.padding, tuple) and len(self.padding) == 4)
@@ -58,21 +58,21 @@ class Conv:
     def forward(self, x, w, b, path="api"):
         if self._via_core(path):
             return _core.conv2d_forward(x, w, b, self.stride, self.pads, self.dilation,
-                                        ref=path == "ref")
-        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation)
+                                        ref=path == "ref", groups=self.groups)
+        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
 
     def backward(self, dy, x, w, path="api", need=(True, True, True)):
         if self._via_core(path):
             return _core.conv2d_backward(dy, x, w, self.stride, self.pads, self.dilation, *need,
-                                         ref=path == "ref")
-        return F.conv2d_backward(dy, x, w, self.stride, self.padding, self.dilation,
+                                         ref=path == "ref", groups=self.groups)
+        return F.conv2d_backward(dy, x, w, self.stride, self.padding, self.dilation, self.groups,
                                  input_grad=need[0], weight_grad=need[1], bias_grad=need[2])
 
     def reference(self, x, w, b):
-        return ref.conv2d(x, w, b, self.stride, self.pads, self.dilation)
+        return ref.conv2d(x, w, b, self.stride, self.pads, self.dilation, self.groups)
 
     def reference_backward(self, dy, x, w):
-        return ref.conv2d_backward(dy, x, w, self.stride, self.pads, self.dilation)
+        return ref.conv2d_backward(dy, x, w, self.stride, self.pads, self.dilation, self.groups)
 
     def inputs(self, rng, make):
         x, w, b = make(rng, *self.x_shape), make(rng, *self.w_shape), make(rng, self.oc)
@@ -103,8 +103,8 @@ def check_conv(conv, rng, exact=False, path="api", need=(True, True, True), rtol
     return y, grads
 
 
-# name: Conv(x shape (N, C, H, W), OC, kernel, stride, padding, dilation); padding is an int,
-# a pair, "same", "valid", or (top, bottom, left, right).
+# name: Conv(x shape (N, C, H, W), OC, kernel, stride, padding, dilation[, groups]); padding is
+# an int, a pair, "same", "valid", or (top, bottom, left, right).
 CASES = {
     "plain_3x3": Conv((2, 3, 8, 9), 4, (3, 3)),
     "padded_3x3": Conv((2, 3, 8, 9), 4, (3, 3), 1, 1),
@@ -293,9 +293,9 @@ REAL = read_shapes(SHAPES)
 
 @pytest.mark.parametrize("name,sizes", REAL, ids=[r[0] for r in REAL])
 def test_conv2d_real_shapes(name, sizes, rng):
-    N, C, H, W, OC, KH, KW, SH, SW, PH, PW = sizes
+    N, C, H, W, OC, KH, KW, SH, SW, PH, PW, G = sizes
     conv = Conv((min(N, 2 if H * W * C <= 64 * 32 * 32 else 1), C, H, W), OC, (KH, KW),
-                (SH, SW), (PH, PW))
+                (SH, SW), (PH, PW), 1, G)
     check_conv(conv, rng)
 
 
@@ -445,8 +445,211 @@ def test_conv2d_vs_torch(seed):
 def test_im2col_packs_and_direct_kernels_every_tier():
     # The GEMM of one tier asks for one panel width; bench_conv2d checks every pack (portable,
     # AVX2, AVX-512 where they run) at widths 1 .. 64 and odd sub-ranges against im2col, and
-    # every entry point of each tier's direct kernels against conv_direct_kernels__ref, bit
-    # for bit, on geometries at the edges of their blocks.
+    # every entry point of each tier's direct and depthwise kernels against their __ref
+    # kernels, bit for bit, on geometries at the edges of their blocks.
     r = subprocess.run([BENCH, "--filter", "no shape has this name"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+# --- grouped convolution --------------------------------------------------------------------
+# groups G: output channels [g*OC/G, (g+1)*OC/G) see input channels [g*C/G, (g+1)*C/G) only.
+# Each group runs the paths above on its channels (direct kernels for few channels per group,
+# else the GEMM paths: channels-last dw when C/G % 8 == 0, rotated dx from C/G = 32); G == C
+# runs the depthwise kernels (src/kernels/conv_depthwise*), whose blocking gives the edges
+# here: strides in either axis (phase-split columns, residue-split rows), strides beyond the
+# kernel (dx pixels no tap reaches), rows of more than 4 vectors, more taps than one weight
+# block (7x7, 11x11), channel multipliers M = OC/C > 1, C not a multiple of 8.
+GROUPED = {
+    "g2_direct": Conv((2, 4, 8, 9), 6, (3, 3), 1, 1, 1, 2),
+    "g2_alexnet_5x5": Conv((2, 16, 13, 13), 24, (5, 5), 1, 2, 1, 2),
+    "g2_rotated_channels_last": Conv((1, 96, 9, 9), 64, (3, 3), 1, 1, 1, 2),
+    "g2_col2im_channels_last": Conv((2, 48, 7, 7), 10, (3, 3), 2, 1, 1, 2),
+    "g2_transposed_stride2": Conv((2, 10, 9, 9), 4, (3, 3), 2, 1, 1, 2),
+    "g3_stride2": Conv((2, 9, 11, 10), 6, (3, 3), 2, 1, 1, 3),
+    "g3_dilated_asym": Conv((1, 6, 12, 11), 9, (3, 2), 1, (1, 2, 0, 1), 2, 3),
+    "g3_pointwise": Conv((2, 12, 5, 6), 9, (1, 1), 1, 0, 1, 3),
+    "g4_pointwise_stride2": Conv((2, 8, 7, 6), 12, (1, 1), 2, 0, 1, 4),
+    "g3_n1_odd": Conv((1, 15, 7, 13), 21, (3, 3), 1, 1, 1, 3),
+    "dw_3x3_pad1": Conv((2, 8, 9, 10), 8, (3, 3), 1, 1, 1, 8),
+    "dw_3x3_stride2": Conv((2, 5, 11, 13), 5, (3, 3), 2, 1, 1, 5),
+    "dw_c13_n1": Conv((1, 13, 7, 19), 13, (3, 3), 1, 1, 1, 13),
+    "dw_5x5_dilated": Conv((2, 6, 13, 12), 6, (5, 5), 1, 4, 2, 6),
+    "dw_stride3x2_rect": Conv((2, 4, 12, 17), 4, (3, 2), (3, 2), (1, 0), 1, 4),
+    "dw_same_stride2_even_kernel": Conv((2, 3, 9, 10), 3, (4, 3), 2, "same", 1, 3),
+    "dw_asym_pad": Conv((2, 3, 7, 8), 3, (3, 3), 1, (0, 2, 1, 0), 1, 3),
+    "dw_mult2": Conv((2, 6, 9, 9), 12, (3, 3), 1, 1, 1, 6),
+    "dw_mult3_stride2_dilated": Conv((1, 5, 13, 12), 15, (3, 3), 2, 2, 2, 5),
+    "dw_mult2_wide_rows": Conv((1, 3, 5, 70), 6, (3, 3), 1, 1, 1, 3),
+    "dw_wide_rows_stride2": Conv((2, 4, 6, 100), 4, (3, 3), 2, 1, 1, 4),
+    "dw_k1": Conv((2, 7, 5, 6), 7, (1, 1), 1, 0, 1, 7),
+    "dw_k7_pad3": Conv((2, 4, 9, 11), 4, (7, 7), 1, 3, 1, 4),
+    "dw_mult2_stride4_k11": Conv((1, 3, 35, 35), 6, (11, 11), 4, 2, 1, 3),
+    "dw_stride_beyond_kernel": Conv((1, 2, 20, 7), 2, (3, 2), (5, 3), 1, 1, 2),
+    "dw_pixel": Conv((2, 3, 1, 1), 3, (1, 1), 1, 0, 1, 3),
+    "dw_pad_beyond_kernel": Conv((2, 3, 4, 4), 3, (3, 3), 1, 3, 1, 3),
+    "dw_kernel_equals_padded_input": Conv((2, 3, 4, 5), 3, (6, 7), 1, 1, 1, 3),
+    "dw_mobilenet_stride2": Conv((2, 32, 14, 14), 32, (3, 3), 2, 1, 1, 32),
+    "dw_batch9": Conv((9, 4, 6, 6), 4, (3, 3), 1, 1, 1, 4),
+}
+
+
+@pytest.mark.parametrize("name", GROUPED)
+def test_conv2d_grouped_random(name, rng):
+    check_conv(GROUPED[name], rng)
+
+
+@pytest.mark.parametrize("name", GROUPED)
+def test_conv2d_grouped_exact_ints(name, rng):
+    check_conv(GROUPED[name], rng, exact=True)
+
+
+@pytest.mark.parametrize("name", ["g2_direct", "g3_dilated_asym", "dw_3x3_stride2", "dw_mult2"])
+def test_conv2d_grouped_ref_path(name, rng):
+    check_conv(GROUPED[name], rng, exact=True, path="ref")
+
+
+@pytest.mark.parametrize("need", SUBSETS, ids=lambda n: "+".join(
+    g for g, k in zip(("dx", "dw", "db"), n) if k) or "none")
+@pytest.mark.parametrize("name", ["g2_alexnet_5x5", "dw_mult2"])
+def test_conv2d_grouped_gradient_subsets(name, need, rng):
+    conv = GROUPED[name]
+    check_conv(conv, rng, exact=True, need=need)
+    x, w, b, dy = conv.inputs(rng, randn)
+    for got, whole, needed in zip(conv.backward(dy, x, w, need=need), conv.backward(dy, x, w), need):
+        assert (got is None) != needed
+        if needed:
+            assert_exact(got, whole)
+
+
+# Runs in the child: every GROUPED case with the tier CNNKIT_SIMD chose (the depthwise kernels
+# have one instantiation per tier), bit for bit on integer inputs, within tolerance on random
+# ones, and within tolerance of the ref tier's C++ loops (ref=True) on random ones.
+GROUPED_TIER_CHILD = r"""
+import json
+import sys
+sys.modules["torch"] = None
+import numpy as np
+from cnnkit import _core
+import test_conv2d as t
+from helpers import assert_scaled_close, randn
+
+rng = np.random.default_rng(5)
+for name, conv in t.GROUPED.items():
+    t.check_conv(conv, rng, exact=True)
+    y, grads = t.check_conv(conv, rng)
+for name, conv in t.GROUPED.items():
+    x, w, b, dy = conv.inputs(rng, randn)
+    got = [conv.forward(x, w, b)] + list(conv.backward(dy, x, w))
+    want = [conv.forward(x, w, b, "ref")] + list(conv.backward(dy, x, w, "ref"))
+    scales = [conv.reference(abs(x), abs(w), abs(b))] + list(conv.reference_backward(abs(dy), abs(x), abs(w)))
+    for g, r, s, what in zip(got, want, scales, ("y", "dx", "dw", "db")):
+        assert_scaled_close(g, r, s, rtol=1e-5, what=name + " " + what)
+print(json.dumps({"tier": _core.simd_tier(), "cases": len(t.GROUPED)}))
+"""
+
+
+@pytest.mark.parametrize("tier", _core.simd_tiers_supported())
+def test_conv2d_grouped_every_tier(tier):
+    r = subprocess.run([sys.executable, "-c", GROUPED_TIER_CHILD], env=child_env(CNNKIT_SIMD=tier),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"tier": tier, "cases": len(GROUPED)}
+
+
+GROUPED_THREADED = {
+    "dw_mobilenet": Conv((8, 32, 28, 28), 32, (3, 3), 1, 1, 1, 32),
+    "dw_mult2_n1": Conv((1, 16, 30, 30), 32, (3, 3), 2, 1, 1, 16),
+    "g2_alexnet": Conv((4, 48, 13, 13), 64, (3, 3), 1, 1, 1, 2),
+    "g4_direct_batch11": Conv((11, 8, 16, 16), 8, (3, 3), 1, 1, 1, 4),
+}
+
+
+@pytest.mark.parametrize("name", GROUPED_THREADED)
+def test_conv2d_grouped_same_bits_for_1_and_2_threads(name, rng, threads):
+    conv = GROUPED_THREADED[name]
+    x, w, b, dy = conv.inputs(rng, randn)
+    results = []
+    for n in (1, 2):
+        threads(n)
+        results.append([conv.forward(x, w, b)] + list(conv.backward(dy, x, w)))
+    for one, two, what in zip(*results, ("y", "dx", "dw", "db")):
+        assert_exact(two, one, what)
+
+
+@pytest.mark.parametrize("name", ["dw_3x3_pad1", "dw_mult2_wide_rows", "g3_stride2"])
+def test_conv2d_grouped_nan_propagates(name, rng):
+    conv = GROUPED[name]
+    x, w, b, dy = conv.inputs(rng, randn)
+    x[0, 1, 2, 3] = np.nan
+    dy[0, 1, 1, 2] = np.nan
+    y = conv.forward(x, w, b)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(conv.reference(x, w, b)))
+    for got, want in zip(conv.backward(dy, x, w), conv.reference_backward(dy, x, w)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+
+
+def test_conv2d_grouped_empty_batch(rng):
+    for groups, oc in [(3, 6), (6, 12)]:
+        conv = Conv((0, 6, 5, 5), oc, (3, 3), 1, 1, 1, groups)
+        x, w = randn(rng, *conv.x_shape), randn(rng, *conv.w_shape)
+        y = conv.forward(x, w, randn(rng, oc))
+        assert y.shape == (0, oc, 5, 5)
+        dx, dw, db = conv.backward(y, x, w)
+        assert dx.shape == x.shape
+        assert_exact(dw, np.zeros(w.shape))
+        assert_exact(db, np.zeros(oc))
+
+
+@pytest.mark.parametrize("x_shape,w_shape,groups,match", [
+    ((1, 6, 5, 5), (4, 6, 3, 3), 2, r"weight of shape \(4, 6, 3, 3\).*expected weight shape \(4, 3, 3, 3\)"),
+    ((1, 6, 5, 5), (6, 1, 3, 3), 3, r"expected weight shape \(6, 2, 3, 3\)"),
+    ((1, 6, 5, 5), (6, 2, 3, 3), 4, r"groups = 4 for \(C, OC\) = \(6, 6\)"),
+    ((1, 6, 5, 5), (9, 3, 3, 3), 2, r"groups = 2 for \(C, OC\) = \(6, 9\)"),
+    ((1, 6, 5, 5), (6, 6, 3, 3), 0, "groups must be >= 1"),
+    ((1, 6, 5, 5), (6, 6, 3, 3), -2, "groups must be >= 1"),
+])
+def test_conv2d_grouped_bad_inputs_raise(x_shape, w_shape, groups, match):
+    x, w, dy = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32), np.zeros((1, w_shape[0], 3, 3), np.float32)
+    with pytest.raises(ValueError, match=match):
+        F.conv2d(x, w, groups=groups)
+    with pytest.raises(ValueError, match=match):
+        F.conv2d_backward(dy, x, w, groups=groups)
+
+
+def test_conv2d_groups_must_be_an_int():
+    with pytest.raises(TypeError, match="groups"):
+        F.conv2d(np.zeros((1, 4, 5, 5), np.float32), np.zeros((4, 2, 3, 3), np.float32), groups=2.0)
+
+
+def random_grouped_config(rng):
+    """random_config's sizes with groups: G in 1 .. 4 with C/G and OC/G in 1 .. 4, or
+    depthwise (G = C up to 12, multiplier 1 .. 3)."""
+    conv = random_config(rng)
+    N, _, H, W = conv.x_shape
+    if rng.random() < 0.5:
+        G = int(rng.integers(1, 13))
+        C, OC = G, G * int(rng.integers(1, 4))
+    else:
+        G = int(rng.integers(1, 5))
+        C, OC = G * int(rng.integers(1, 5)), G * int(rng.integers(1, 5))
+    return Conv((N, C, H, W), OC, conv.kernel, conv.stride, conv.padding, conv.dilation, G)
+
+
+@needs_torch
+@pytest.mark.parametrize("seed", range(60))
+def test_conv2d_grouped_vs_torch(seed):
+    rng = np.random.default_rng(5000 + seed)
+    conv = random_grouped_config(rng)
+    x, w, b, dy = conv.inputs(rng, randn)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    PT, PB, PL, PR = conv.pads
+    ty = torch.nn.functional.conv2d(torch.nn.functional.pad(tx, (PL, PR, PT, PB)), tw, tb,
+                                    stride=conv.stride, dilation=conv.dilation, groups=conv.groups)
+    ty.backward(torch.tensor(dy))
+    y = conv.forward(x, w, b)
+    scale = conv.reference(abs(x), abs(w), abs(b))
+    assert_scaled_close(y, ty.detach().numpy(), scale, rtol=1e-4, what=f"y {vars(conv)}")
+    scales = conv.reference_backward(abs(dy), abs(x), abs(w))
+    for name, got, t, s in zip(("dx", "dw", "db"), conv.backward(dy, x, w), (tx, tw, tb), scales):
+        assert_scaled_close(got, t.grad.numpy(), s, rtol=1e-4, what=f"{name} {vars(conv)}")

@@ -14,6 +14,9 @@ LAYERS = {
     "conv2d_rect_stride_same": (lambda: L.Conv2d(2, 4, (3, 2), stride=2, padding="same"), (2, 2, 9, 8)),
     "conv2d_dilated_nobias": (lambda: L.Conv2d(2, 3, 3, dilation=2, bias=False), (1, 2, 9, 9)),
     "conv1d": (lambda: L.Conv1d(3, 4, 5, stride=2, padding=2), (2, 3, 17)),
+    "conv2d_groups2": (lambda: L.Conv2d(4, 6, 3, padding=1, groups=2), (2, 4, 7, 6)),
+    "conv2d_depthwise_mult2_stride2": (lambda: L.Conv2d(3, 6, 3, 2, "same", groups=3, bias=False), (2, 3, 9, 8)),
+    "conv1d_depthwise": (lambda: L.Conv1d(5, 5, 3, padding=1, dilation=2, groups=5), (2, 5, 13)),
     "maxpool2d": (lambda: L.MaxPool2d(2), (2, 3, 8, 6)),
     "maxpool2d_s1_p1": (lambda: L.MaxPool2d(3, 1, 1), (2, 2, 5, 5)),
     "avgpool2d": (lambda: L.AvgPool2d(2, padding=1, count_include_pad=False), (2, 3, 7, 7)),
@@ -34,11 +37,11 @@ def reference_forward_backward(layer, x, dy):
     p = {k: v.astype(np.float64) for k, v in layer.params.items()}
     if isinstance(layer, L.Conv2d):
         pads = layer._pads(x.shape)
-        args = dict(stride=layer.stride, pads=pads, dilation=layer.dilation)
+        args = dict(stride=layer.stride, pads=pads, dilation=layer.dilation, groups=layer.groups)
         dx, dw, db = ref.conv2d_backward(dy, x, p["weight"], **args)
         return ref.conv2d(x, p["weight"], p.get("bias"), **args), dx, {"weight": dw, "bias": db}
     if isinstance(layer, L.Conv1d):
-        args = dict(stride=layer.stride, pads=layer._pads(x.shape), dilation=layer.dilation)
+        args = dict(stride=layer.stride, pads=layer._pads(x.shape), dilation=layer.dilation, groups=layer.groups)
         dx, dw, db = ref.conv1d_backward(dy, x, p["weight"], **args)
         return ref.conv1d(x, p["weight"], p.get("bias"), **args), dx, {"weight": dw, "bias": db}
     if isinstance(layer, L.MaxPool1d):
@@ -101,6 +104,19 @@ def test_initialisation_is_pytorch_default():
     assert abs(w.mean()) < 0.05 * bound and abs(w.std() - bound / np.sqrt(3)) < 0.05 * bound  # U(-b, b)
     lin = L.Linear(400, 120)
     assert np.abs(lin.params["weight"]).max() <= 1 / 20 and lin.params["bias"].shape == (120,)
+
+
+def test_grouped_initialisation_uses_the_fan_in_of_one_group():
+    # PyTorch: fan_in = in_channels / groups * KH * KW, the channels each output sums.
+    set_random_seed(2)
+    conv = L.Conv2d(64, 128, 3, groups=4)
+    assert conv.params["weight"].shape == (128, 16, 3, 3)
+    bound = 1 / np.sqrt(16 * 3 * 3)
+    for a in conv.params.values():
+        assert np.abs(a).max() <= bound and np.abs(a).max() > 0.9 * bound
+    dw = L.Conv1d(32, 64, 5, groups=32)
+    assert dw.params["weight"].shape == (64, 1, 5)
+    assert 0.9 / np.sqrt(5) < np.abs(dw.params["weight"]).max() <= 1 / np.sqrt(5)
 
 
 def test_seed_makes_initialisation_reproducible():
@@ -208,6 +224,11 @@ def test_config_round_trip(name, rng):
     (lambda: L.Conv2d(3, 4, 3, padding=-1), ValueError, "padding must be >= 0"),
     (lambda: L.Conv2d(3, 4, 3, padding="full"), ValueError, "'valid' or 'same'"),
     (lambda: L.Conv2d(3.0, 4, 3), TypeError, "in_channels must be an int"),
+    (lambda: L.Conv2d(6, 4, 3, groups=3), ValueError, r"out_channels \(4\) must both be divisible by groups \(3\)"),
+    (lambda: L.Conv2d(5, 10, 3, groups=2), ValueError, r"in_channels \(5\) and out_channels"),
+    (lambda: L.Conv2d(4, 4, 3, groups=0), ValueError, "groups must be >= 1"),
+    (lambda: L.Conv1d(4, 4, 3, groups=-4), ValueError, "groups must be >= 1"),
+    (lambda: L.Conv1d(4, 4, 3, groups=2.0), TypeError, "groups must be an int"),
     (lambda: L.MaxPool2d(0), ValueError, "kernel_size must be >= 1"),
     (lambda: L.Linear(10, -1), ValueError, "out_features must be >= 1"),
     (lambda: L.Dropout("half"), ValueError, "p must be a number"),
@@ -250,3 +271,29 @@ def test_per_shape_plans_follow_shape_and_setting_changes(rng):
     flat = L.Flatten()
     assert flat.forward([[1, 2], [3, 4]]).shape == (2, 2)  # array-likes still accepted
     assert flat.backward([[1, 2], [3, 4]]).shape == (2, 2)
+
+
+def test_depthwise_separable_block_trains_and_round_trips(tmp_path, rng):
+    # MobileNet's block: depthwise 3x3 (groups = channels, here multiplier 2) then pointwise
+    # 1x1; the loss must fall, and save / load must keep groups (config) and every weight.
+    import cnnkit
+    cnnkit.set_random_seed(3)
+    m = cnnkit.Sequential([L.Conv2d(1, 8, 3, padding=1), L.ReLU(),
+                           L.Conv2d(8, 16, 3, stride=2, padding=1, groups=8, bias=False), L.ReLU(),
+                           L.Conv2d(16, 16, 1), L.ReLU(), L.Flatten(), L.Linear(256, 3)],
+                          input_shape=(1, 8, 8))
+    m.compile(optimizer="adam", loss="cross_entropy")
+    x = rng.standard_normal((96, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 96)
+    x[y == 1, :, :4] += 1.5  # learnable: class 1 is bright on top, class 2 on the left
+    x[y == 2, :, :, :4] += 1.5
+    first = m.evaluate(x, y, verbose=0)
+    m.fit(x, y, epochs=15, batch_size=16, verbose=0)
+    last = m.evaluate(x, y, verbose=0)
+    first, last = (v["loss"] if isinstance(v, dict) else v for v in (first, last))
+    assert last < 0.5 * first, (first, last)
+    path = tmp_path / "dws.cnnkit"
+    m.save(path)
+    m2 = cnnkit.load_model(path)
+    assert m2.layers[2].groups == 8 and m2.layers[2].params["weight"].shape == (16, 1, 3, 3)
+    np.testing.assert_array_equal(m2.predict(x), m.predict(x))

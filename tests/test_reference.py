@@ -27,15 +27,19 @@ CONV2D_CASES = {
     "stride_pad": dict(shape=(1, 2, 6, 5), oc=2, k=(3, 2), stride=(2, 3), pads=(1, 1, 2, 2), dil=(1, 1)),
     "asym_pad": dict(shape=(1, 1, 5, 5), oc=2, k=(2, 2), stride=(2, 2), pads=(0, 1, 0, 1), dil=(1, 1)),
     "dilated": dict(shape=(1, 2, 7, 6), oc=2, k=(2, 3), stride=(1, 2), pads=(1, 0, 1, 1), dil=(2, 2)),
+    "groups3": dict(shape=(2, 6, 5, 4), oc=9, k=(2, 2), stride=(1, 2), pads=(1, 0, 0, 1), dil=(1, 1), groups=3),
+    "depthwise_mult2": dict(shape=(1, 3, 6, 5), oc=6, k=(3, 2), stride=(2, 1), pads=(1, 1, 0, 1), dil=(1, 2),
+                            groups=3),
 }
 
 
 @pytest.mark.parametrize("case", CONV2D_CASES.values(), ids=CONV2D_CASES.keys())
 def test_conv2d_reference_gradients(case, rng):
     x = rng.standard_normal(case["shape"])
-    w = rng.standard_normal((case["oc"], case["shape"][1]) + case["k"])
+    groups = case.get("groups", 1)
+    w = rng.standard_normal((case["oc"], case["shape"][1] // groups) + case["k"])
     b = rng.standard_normal(case["oc"])
-    args = dict(stride=case["stride"], pads=case["pads"], dilation=case["dil"])
+    args = dict(stride=case["stride"], pads=case["pads"], dilation=case["dil"], groups=groups)
     gradcheck(lambda x, w, b: ref.conv2d(x, w, b, **args),
               lambda dy, x, w, b: ref.conv2d_backward(dy, x, w, **args), [x, w, b], rng)
 
@@ -45,6 +49,27 @@ def test_conv1d_reference_gradients(rng):
     args = dict(stride=2, pads=(1, 2), dilation=2)
     gradcheck(lambda x, w, b: ref.conv1d(x, w, b, **args),
               lambda dy, x, w, b: ref.conv1d_backward(dy, x, w, **args), [x, w, b], rng)
+
+
+def test_conv1d_grouped_reference_gradients(rng):
+    x, w, b = rng.standard_normal((2, 4, 9)), rng.standard_normal((6, 2, 3)), rng.standard_normal(6)
+    args = dict(stride=2, pads=(1, 2), dilation=2, groups=2)
+    gradcheck(lambda x, w, b: ref.conv1d(x, w, b, **args),
+              lambda dy, x, w, b: ref.conv1d_backward(dy, x, w, **args), [x, w, b], rng)
+
+
+def test_conv2d_grouped_reference_by_definition(rng):
+    """Groups from the formula: each output channel sums its own group's channels only, so a
+    grouped conv is the per-group ordinary convs stacked along channels; the depthwise output
+    oc = c*M + m is the 2-D correlation of channel c with kernel oc."""
+    x, w = rng.standard_normal((2, 6, 5, 5)), rng.standard_normal((4, 3, 3, 3))
+    y = ref.conv2d(x, w, pads=(1, 1, 1, 1), groups=2)
+    parts = [ref.conv2d(x[:, 3 * g:3 * g + 3], w[2 * g:2 * g + 2], pads=(1, 1, 1, 1)) for g in range(2)]
+    np.testing.assert_allclose(y, np.concatenate(parts, axis=1), rtol=1e-12)
+    wd = rng.standard_normal((12, 1, 3, 3))
+    yd = ref.conv2d(x, wd, stride=(2, 2), groups=6)
+    assert yd.shape == (2, 12, 2, 2)
+    assert np.isclose(yd[1, 7, 1, 0], np.sum(x[1, 3, 2:5, 0:3] * wd[7, 0]))
 
 
 def test_conv2d_reference_by_definition(rng):

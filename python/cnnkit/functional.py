@@ -10,8 +10,8 @@ Backward functions take the upstream gradient ``grad_output`` first and return t
 each input; those with several inputs take ``input_grad`` / ``weight_grad`` / ``bias_grad``
 flags and return ``(grad_input, grad_weight, grad_bias)`` with ``None`` for what was not asked:
 
-- ``conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, ...)``
-- ``conv1d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, ...)``
+- ``conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, groups=1, ...)``
+- ``conv1d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, groups=1, ...)``
 - ``linear_backward(grad_output, x, weight, ...)``
 - ``max_pool2d_backward(grad_output, indices, input_shape, kernel_size, stride=None, padding=0)``
   with the ``indices`` that ``max_pool2d(..., return_indices=True)`` returned (same for 1-D)
@@ -140,19 +140,21 @@ def _shape(input_shape, op):
 
 # --- convolution ----------------------------------------------------------------------------
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
-    """2-D convolution (cross-correlation) of x (N, C, H, W) with weight (OC, C, KH, KW).
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation) of x (N, C, H, W) with weight (OC, C/groups, KH, KW).
 
     Returns (N, OC, OH, OW) with OH = (H + pad_top + pad_bottom - dilation*(KH-1) - 1) // stride + 1.
+    With groups G, output channels [g*OC/G, (g+1)*OC/G) see only input channels
+    [g*C/G, (g+1)*C/G); groups == C is a depthwise convolution.
     """
     s = _ints(stride, 2, "conv2d", "stride")
     d = _ints(dilation, 2, "conv2d", "dilation")
     k = tuple(np.shape(weight)[2:]) if np.ndim(weight) == 4 else (None, None)
     p = _padding(padding, np.shape(x), k, s, d, "conv2d")
-    return _core.conv2d_forward(x, weight, bias, s, _flat(p), d)
+    return _core.conv2d_forward(x, weight, bias, s, _flat(p), d, groups=_int(groups, "conv2d", "groups"))
 
 
-def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, *,
+def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
                     input_grad=True, weight_grad=True, bias_grad=True):
     """Gradients of conv2d: (grad_input, grad_weight, grad_bias), None where not asked for."""
     s = _ints(stride, 2, "conv2d_backward", "stride")
@@ -160,19 +162,20 @@ def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, *,
     k = tuple(np.shape(weight)[2:]) if np.ndim(weight) == 4 else (None, None)
     p = _padding(padding, np.shape(x), k, s, d, "conv2d_backward")
     return _core.conv2d_backward(grad_output, x, weight, s, _flat(p), d,
-                                 bool(input_grad), bool(weight_grad), bool(bias_grad))
+                                 bool(input_grad), bool(weight_grad), bool(bias_grad),
+                                 groups=_int(groups, "conv2d_backward", "groups"))
 
 
-def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1):
-    """1-D convolution of x (N, C, L) with weight (OC, C, K); returns (N, OC, OL)."""
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution of x (N, C, L) with weight (OC, C/groups, K); returns (N, OC, OL)."""
     s = _ints(stride, 1, "conv1d", "stride")
     d = _ints(dilation, 1, "conv1d", "dilation")
     k = (np.shape(weight)[2],) if np.ndim(weight) == 3 else (None,)
     (p,) = _padding(padding, np.shape(x), k, s, d, "conv1d")
-    return _core.conv1d_forward(x, weight, bias, s[0], p, d[0])
+    return _core.conv1d_forward(x, weight, bias, s[0], p, d[0], groups=_int(groups, "conv1d", "groups"))
 
 
-def conv1d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, *,
+def conv1d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
                     input_grad=True, weight_grad=True, bias_grad=True):
     """Gradients of conv1d: (grad_input, grad_weight, grad_bias), None where not asked for."""
     s = _ints(stride, 1, "conv1d_backward", "stride")
@@ -180,7 +183,8 @@ def conv1d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, *,
     k = (np.shape(weight)[2],) if np.ndim(weight) == 3 else (None,)
     (p,) = _padding(padding, np.shape(x), k, s, d, "conv1d_backward")
     return _core.conv1d_backward(grad_output, x, weight, s[0], p, d[0],
-                                 bool(input_grad), bool(weight_grad), bool(bias_grad))
+                                 bool(input_grad), bool(weight_grad), bool(bias_grad),
+                                 groups=_int(groups, "conv1d_backward", "groups"))
 
 
 # --- pooling --------------------------------------------------------------------------------

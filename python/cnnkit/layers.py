@@ -215,6 +215,20 @@ class _Conv(Layer):
     _layout = None
     _core_forward = _core_backward = None
 
+    def _init_conv(self, in_channels, out_channels, kernel_size, groups, bias):
+        """Channels, groups and PyTorch's default init: each output channel sees
+        in_channels / groups input channels, so fan_in = in_channels / groups * prod(kernel)."""
+        op = type(self).__name__
+        self.in_channels = _positive(in_channels, 1, "in_channels", op)[0]
+        self.out_channels = _positive(out_channels, 1, "out_channels", op)[0]
+        self.groups = _positive(groups, 1, "groups", op)[0]
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"{op}: in_channels ({self.in_channels}) and out_channels ({self.out_channels}) "
+                             f"must both be divisible by groups ({self.groups})")
+        self._init_params(self.in_channels // self.groups * math.prod(kernel_size),
+                          (self.out_channels, self.in_channels // self.groups) + tuple(kernel_size), bool(bias))
+        self._ws = _core.Workspace()
+
     def forward(self, x):
         shape = _shape_of(x)
         key = (shape, self.reuse_buffers, self.padding, self.kernel_size, self.stride, self.dilation)
@@ -228,14 +242,14 @@ class _Conv(Layer):
         self._pad, out = plan[0], plan[1]
         self._y_out = out
         return type(self)._core_forward(x, self.params["weight"], self.params.get("bias"), self.stride, self._pad,
-                                        self.dilation, out=out, workspace=self._ws)
+                                        self.dilation, out=out, workspace=self._ws, groups=self.groups)
 
     def backward(self, grad_output):
         dw, db = self._param_grads()
         dx = self._dx() if self.input_grad else None
         gx, _, _ = type(self)._core_backward(grad_output, self._x, self.params["weight"], self.stride, self._pad,
                                              self.dilation, self.input_grad, dw is not None, db is not None,
-                                             out=(dx, dw, db), workspace=self._ws)
+                                             out=(dx, dw, db), workspace=self._ws, groups=self.groups)
         return gx
 
 
@@ -245,18 +259,15 @@ class Conv2d(_Conv):
     _layout = "(N, C, H, W)"
     _core_forward, _core_backward = _core.conv2d_forward, _core.conv2d_backward
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True):
         super().__init__()
         op = type(self).__name__
-        self.in_channels = _positive(in_channels, 1, "in_channels", op)[0]
-        self.out_channels = _positive(out_channels, 1, "out_channels", op)[0]
         self.kernel_size = _positive(kernel_size, 2, "kernel_size", op)
         self.stride = _positive(stride, 2, "stride", op)
         self.dilation = _positive(dilation, 2, "dilation", op)
         self.padding = _padding_arg(padding, 2, op)
-        self._init_params(self.in_channels * self.kernel_size[0] * self.kernel_size[1],
-                          (self.out_channels, self.in_channels) + self.kernel_size, bool(bias))
-        self._ws = _core.Workspace()
+        self._init_conv(in_channels, out_channels, self.kernel_size, groups, bias)
 
     def _pads(self, shape):
         return _flat(_padding(self.padding, shape, self.kernel_size, self.stride, self.dilation, type(self).__name__))
@@ -273,7 +284,7 @@ class Conv2d(_Conv):
         pad = self.padding if isinstance(self.padding, str) else list(self.padding)
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": pad,
-                "dilation": list(self.dilation), "bias": "bias" in self.params}
+                "dilation": list(self.dilation), "groups": self.groups, "bias": "bias" in self.params}
 
 
 class Conv1d(_Conv):
@@ -282,18 +293,15 @@ class Conv1d(_Conv):
     _layout = "(N, C, L)"
     _core_forward, _core_backward = _core.conv1d_forward, _core.conv1d_backward
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True):
         super().__init__()
         op = type(self).__name__
-        self.in_channels = _positive(in_channels, 1, "in_channels", op)[0]
-        self.out_channels = _positive(out_channels, 1, "out_channels", op)[0]
         self.kernel_size = _positive(kernel_size, 1, "kernel_size", op)[0]
         self.stride = _positive(stride, 1, "stride", op)[0]
         self.dilation = _positive(dilation, 1, "dilation", op)[0]
         self.padding = _padding_arg(padding, 1, op)
-        self._init_params(self.in_channels * self.kernel_size,
-                          (self.out_channels, self.in_channels, self.kernel_size), bool(bias))
-        self._ws = _core.Workspace()
+        self._init_conv(in_channels, out_channels, (self.kernel_size,), groups, bias)
 
     def _pads(self, shape):
         (p,) = _padding(self.padding, shape, (self.kernel_size,), (self.stride,), (self.dilation,),
@@ -313,7 +321,7 @@ class Conv1d(_Conv):
         pad = self.padding if isinstance(self.padding, str) else self.padding[0]
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": self.kernel_size, "stride": self.stride, "padding": pad,
-                "dilation": self.dilation, "bias": "bias" in self.params}
+                "dilation": self.dilation, "groups": self.groups, "bias": "bias" in self.params}
 
 
 # --- pooling ------------------------------------------------------------------------------------

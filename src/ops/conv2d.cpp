@@ -10,6 +10,11 @@
 // Small layers with few input channels (LeNet, CIFAR stems: conv_direct_plan) skip lowering:
 // kernels/conv_direct.hpp convolves each image in place, one thread per image, in the same
 // per-image steps and image groups.
+// Groups: each of the G groups is a convolution of its own (group_shape: C/G input and OC/G
+// output channels) that every step above runs unchanged, on pointers offset to the group's
+// channels, while images stay C*H*W (and OC*OH*OW) floats apart; the units of work are then
+// (image, group) pairs. Depthwise convolutions (G == C: one input channel per group) run the
+// per-channel kernels of kernels/conv_depthwise.hpp instead, (image, channel) planes per unit.
 // Every result is bit-identical for any thread count: images are independent, and the batch
 // reductions (dw, db) use groups fixed by the shape, added in group order.
 // Threads: whole images per thread with single-threaded GEMMs whenever the batch splits evenly
@@ -20,6 +25,7 @@
 #include <algorithm>
 #include <string>
 
+#include "kernels/conv_depthwise.hpp"
 #include "kernels/conv_direct.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/im2col.hpp"
@@ -37,13 +43,16 @@ std::string tuple(std::initializer_list<int64_t> v) {
 
 Conv2dShape conv2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
                          int64_t KW, int64_t SH, int64_t SW, int64_t PT, int64_t PB, int64_t PL,
-                         int64_t PR, int64_t DH, int64_t DW) {
+                         int64_t PR, int64_t DH, int64_t DW, int64_t G) {
   if (N < 0 || C < 1 || H < 1 || W < 1)
     throw ShapeError("conv2d: input must have N >= 0 and C, H, W >= 1, got (N, C, H, W) = " +
                      tuple({N, C, H, W}));
   if (OC < 1 || KH < 1 || KW < 1)
     throw ShapeError("conv2d: weight must have out_channels and kernel sizes >= 1, got "
                      "(OC, KH, KW) = " + tuple({OC, KH, KW}));
+  if (G < 1 || C % G != 0 || OC % G != 0)
+    throw ShapeError("conv2d: groups must be >= 1 and divide in_channels and out_channels, got "
+                     "groups = " + std::to_string(G) + " for (C, OC) = " + tuple({C, OC}));
   if (SH < 1 || SW < 1) throw ShapeError("conv2d: stride must be >= 1, got " + tuple({SH, SW}));
   if (DH < 1 || DW < 1)
     throw ShapeError("conv2d: dilation must be >= 1, got " + tuple({DH, DW}));
@@ -55,20 +64,23 @@ Conv2dShape conv2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC,
     throw ShapeError("conv2d: kernel " + tuple({KH, KW}) +
                      (DH > 1 || DW > 1 ? " (dilated to " + tuple({ekh, ekw}) + ")" : "") +
                      " is larger than the padded input " + tuple({H + PT + PB, W + PL + PR}));
-  Conv2dShape s{N, C, H, W, OC, KH, KW, SH, SW, PT, PB, PL, PR, DH, DW, 0, 0};
+  Conv2dShape s{N, C, H, W, OC, KH, KW, SH, SW, PT, PB, PL, PR, DH, DW, 0, 0, G};
   s.OH = (H + PT + PB - ekh) / SH + 1;
   s.OW = (W + PL + PR - ekw) / SW + 1;
   return s;
 }
 
+// Output channel oc belongs to group oc / (OC/G) and reads its C/G input channels, from
+// c0 = group * C/G; w[oc, c - c0, kh, kw].
 void conv2d_forward__ref(float* y, const float* x, const float* w, const float* b,
                          const Conv2dShape& s) {
+  const int64_t Cg = s.C / s.G, OCg = s.OC / s.G;
   for (int64_t n = 0; n < s.N; ++n)
     for (int64_t oc = 0; oc < s.OC; ++oc)
       for (int64_t oh = 0; oh < s.OH; ++oh)
         for (int64_t ow = 0; ow < s.OW; ++ow) {
           float acc = b ? b[oc] : 0.0f;
-          for (int64_t c = 0; c < s.C; ++c)
+          for (int64_t c = oc / OCg * Cg; c < (oc / OCg + 1) * Cg; ++c)
             for (int64_t kh = 0; kh < s.KH; ++kh) {
               const int64_t ih = oh * s.SH - s.PT + kh * s.DH;
               if (ih < 0 || ih >= s.H) continue;
@@ -76,7 +88,7 @@ void conv2d_forward__ref(float* y, const float* x, const float* w, const float* 
                 const int64_t iw = ow * s.SW - s.PL + kw * s.DW;
                 if (iw < 0 || iw >= s.W) continue;
                 acc += x[((n * s.C + c) * s.H + ih) * s.W + iw] *
-                       w[((oc * s.C + c) * s.KH + kh) * s.KW + kw];
+                       w[((oc * Cg + c % Cg) * s.KH + kh) * s.KW + kw];
               }
             }
           y[((n * s.OC + oc) * s.OH + oh) * s.OW + ow] = acc;
@@ -85,10 +97,11 @@ void conv2d_forward__ref(float* y, const float* x, const float* w, const float* 
 
 void conv2d_backward__ref(float* dx, float* dw, float* db, const float* dy, const float* x,
                           const float* w, const Conv2dShape& s) {
+  const int64_t Cg = s.C / s.G, OCg = s.OC / s.G;
   if (dx)
     for (int64_t i = 0; i < s.N * s.C * s.H * s.W; ++i) dx[i] = 0.0f;
   if (dw)
-    for (int64_t i = 0; i < s.OC * s.C * s.KH * s.KW; ++i) dw[i] = 0.0f;
+    for (int64_t i = 0; i < s.OC * Cg * s.KH * s.KW; ++i) dw[i] = 0.0f;
   if (db)
     for (int64_t i = 0; i < s.OC; ++i) db[i] = 0.0f;
   // Each forward term y[n,oc,oh,ow] += x[n,c,ih,iw] * w[oc,c,kh,kw] sends dy back to both
@@ -99,7 +112,7 @@ void conv2d_backward__ref(float* dx, float* dw, float* db, const float* dy, cons
         for (int64_t ow = 0; ow < s.OW; ++ow) {
           const float g = dy[((n * s.OC + oc) * s.OH + oh) * s.OW + ow];
           if (db) db[oc] += g;
-          for (int64_t c = 0; c < s.C; ++c)
+          for (int64_t c = oc / OCg * Cg; c < (oc / OCg + 1) * Cg; ++c)
             for (int64_t kh = 0; kh < s.KH; ++kh) {
               const int64_t ih = oh * s.SH - s.PT + kh * s.DH;
               if (ih < 0 || ih >= s.H) continue;
@@ -107,7 +120,7 @@ void conv2d_backward__ref(float* dx, float* dw, float* db, const float* dy, cons
                 const int64_t iw = ow * s.SW - s.PL + kw * s.DW;
                 if (iw < 0 || iw >= s.W) continue;
                 const int64_t xi = ((n * s.C + c) * s.H + ih) * s.W + iw;
-                const int64_t wi = ((oc * s.C + c) * s.KH + kh) * s.KW + kw;
+                const int64_t wi = ((oc * Cg + c % Cg) * s.KH + kh) * s.KW + kw;
                 if (dx) dx[xi] += g * w[wi];
                 if (dw) dw[wi] += g * x[xi];
               }
@@ -122,14 +135,15 @@ namespace {
 
 // Workspace slots of conv2d.
 constexpr int kSlotCol = 0;      // col blocks of the input gradient, one per thread
-constexpr int kSlotPartial = 1;  // weight-gradient partials (of groups 1 .. G-1, or all G)
+constexpr int kSlotPartial = 1;  // weight-gradient partials (of image groups 1 .. B-1, or all)
 constexpr int kSlotRotated = 2;  // the rotated, transposed kernel
 constexpr int kSlotImage = 3;    // channels-last images for the weight gradient, one per thread
 
-// The weight gradient sums over the batch in G fixed groups of consecutive images, one
-// partial per group, the partials added in group order. G depends on the shape alone (at most
-// this many, and partials of at most kMaxPartialFloats in all), so dw is the same for every
-// thread count and either threading path; G also caps the threads of this reduction.
+// The weight gradient sums over the batch in B fixed groups of consecutive images (image
+// groups, not to be confused with the convolution's groups G), one partial per image group,
+// the partials added in group order. B depends on the shape alone (at most this many, and
+// partials of at most kMaxPartialFloats in all), so dw is the same for every thread count and
+// either threading path; B also caps the threads of this reduction (times G).
 constexpr int64_t kWeightGradGroups = 8;
 constexpr int64_t kMaxPartialFloats = int64_t{1} << 22;  // 16 MiB
 
@@ -149,7 +163,22 @@ bool is_pointwise(const Conv2dShape& s) {
          s.PL == 0 && s.PR == 0;
 }
 
-int64_t image_flops(const Conv2dShape& s) { return 2 * s.OC * s.C * s.KH * s.KW * s.OH * s.OW; }
+int64_t image_flops(const Conv2dShape& s) {
+  return 2 * s.OC * (s.C / s.G) * s.KH * s.KW * s.OH * s.OW;
+}
+
+// One group of a grouped convolution as a convolution of its own: C/G input and OC/G output
+// channels. Run on the group's slices of x, w, b, y (and their gradients), with the batch
+// strides of the whole tensors.
+Conv2dShape group_shape(const Conv2dShape& s) {
+  Conv2dShape g = s;
+  g.C /= s.G, g.OC /= s.G, g.G = 1;
+  return g;
+}
+
+// One input channel per group: the depthwise kernels' case. (G == 1 with C == 1 is an
+// ordinary convolution, LeNet's first layer, which the direct path handles.)
+bool is_depthwise(const Conv2dShape& s) { return s.G > 1 && s.G == s.C; }
 
 // Threads over `items` independent units of whole images, each running single-threaded
 // GEMMs, when that keeps every thread busy (at most 25% of the slots idle); else 1, and each
@@ -174,12 +203,14 @@ void forward_image(float* y, const float* x, const float* w, const float* b,
          ep);
 }
 
-// The batch's fixed groups for the reductions over images (see kWeightGradGroups): image n
-// belongs to group g when N*g/G <= n < N*(g+1)/G.
+// The batch's fixed image groups for the reductions over images (see kWeightGradGroups):
+// image n belongs to group b when N*b/B <= n < N*(b+1)/B. The depthwise path keeps
+// kConvDepthwiseLanes lane partials per weight.
 int64_t batch_groups(const Conv2dShape& s) {
-  const int64_t wsize = s.OC * s.C * s.KH * s.KW;
+  const int64_t wsize = s.OC * (s.C / s.G) * s.KH * s.KW;
+  const int64_t psize = is_depthwise(s) ? wsize * kConvDepthwiseLanes : wsize;
   const int64_t most = std::max<int64_t>(1, std::min(s.N, kWeightGradGroups));
-  return std::clamp<int64_t>(kMaxPartialFloats / wsize, 1, most);
+  return std::clamp<int64_t>(kMaxPartialFloats / psize, 1, most);
 }
 
 // Sum of v[0 .. n): 8 running sums, lane l taking v[8i + l], then added in lane order, then
@@ -196,8 +227,8 @@ float row_sum(const float* v, int64_t n) {
   return sum;
 }
 
-// db [OC] = sums of dy [N, OC, OH, OW]: per group, the row sums of its images in order; then
-// the group sums in group order (the order the fused path in conv2d_backward uses too).
+// db [OC] = sums of dy [N, OC, OH, OW]: per image group, the row sums of its images in order;
+// then the group sums in group order (the order the fused paths of the backward use too).
 void bias_grad(float* db, const float* dy, const Conv2dShape& s) {
   const int64_t P = s.OH * s.OW, groups = batch_groups(s);
   parallel_for(s.OC, s.N * s.OC * P, [&](int64_t o0, int64_t o1, int) {
@@ -271,35 +302,30 @@ WeightGradPath weight_grad_path(const Conv2dShape& s) {
   return WeightGradPath::transposed;
 }
 
-// dw [OC, C, KH*KW] = dwt [OC, KH*KW, C] with its last two axes swapped.
-void untranspose_taps(float* dw, const float* dwt, const Conv2dShape& s) {
-  const int64_t kk = s.KH * s.KW;
-  parallel_for(s.OC, s.OC * s.C * kk, [&](int64_t o0, int64_t o1, int) {
+// dw [OC, C, KH*KW] = dwt [OC, KH*KW, C] with its last two axes swapped (C: a group's input
+// channels, OC: every output channel, since each output channel's rows are its own).
+void untranspose_taps(float* dw, const float* dwt, int64_t OC, int64_t C, int64_t kk) {
+  parallel_for(OC, OC * C * kk, [&](int64_t o0, int64_t o1, int) {
     for (int64_t oc = o0; oc < o1; ++oc)
       for (int64_t t = 0; t < kk; ++t)
-        for (int64_t c = 0; c < s.C; ++c)
-          dw[(oc * s.C + c) * kk + t] = dwt[(oc * kk + t) * s.C + c];
+        for (int64_t c = 0; c < C; ++c) dw[(oc * C + c) * kk + t] = dwt[(oc * kk + t) * C + c];
   });
 }
 
-// The per-image steps of the backward pass and what they share.
+// The per-image steps of the backward pass and what they share. s is one group's shape
+// (group_shape); each step takes pointers to that group's slices of one image.
 struct Backward {
   const Conv2dShape& s;
-  const float* dy;
-  const float* x;
-  const float* w;
   InputGradPath path;
   WeightGradPath wpath;
   Conv2dShape sr;          // rotated_shape(s), for the rotated path
-  const float* wr;         // the rotated kernel, for the rotated path
   int64_t col_block;       // pixel columns per col2im block
 
-  // dw [OC, C*KH*KW] (+)= dy_n [OC, OH*OW] · col(x_n)ᵀ, with dw's axes ordered
-  // (oc, kh, kw, c) on the channels-last path; xt: scratch of C*H*W floats for that path.
-  void weight_image(float* dw, bool accumulate, int64_t n, float* xt) const {
+  // dw [OC, C*KH*KW] (+)= dyn [OC, OH*OW] · col(xn)ᵀ, with dw's axes ordered (oc, kh, kw, c)
+  // on the channels-last path; xt: scratch of C*H*W floats for that path.
+  void weight_image(float* dw, bool accumulate, const float* dyn, const float* xn,
+                    float* xt) const {
     const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
-    const float* dyn = dy + n * s.OC * P;
-    const float* xn = x + n * s.C * s.H * s.W;
     const float beta = accumulate ? 1.0f : 0.0f;
     const DenseOperand a = gemm_a(dyn, P, false);
     switch (wpath) {
@@ -316,11 +342,12 @@ struct Backward {
     }
   }
 
-  // dx_n [C, H, W] overwritten; col: scratch of K * col_block floats for the col2im path.
+  // dxn [C, H, W] overwritten from dyn [OC, OH, OW] and w [OC, C, KH, KW] (wr: w rotated, for
+  // the rotated path); col: scratch of K * col_block floats for the col2im path.
   // threaded: this runs outside a parallel region, so col2im spreads over channels.
-  void input_image(float* dxn, int64_t n, float* col, bool threaded) const {
+  void input_image(float* dxn, const float* dyn, const float* w, const float* wr, float* col,
+                   bool threaded) const {
     const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
-    const float* dyn = dy + n * s.OC * P;
     switch (path) {
       case InputGradPath::pointwise:
         gemm(s.C, P, s.OC, 1.0f, gemm_a(w, K, true), gemm_b(dyn, P, false), 0.0f, dxn, P);
@@ -355,7 +382,7 @@ constexpr int kSlotDirectScratch = 5;  // per-thread padded images and kernel sc
 using Direct = ConvDirectKind;
 
 // The direct path (kernels/conv_direct.cpp, conv_direct_plan: few input channels, stride 1,
-// small images) or the GEMM path, for each pass of this convolution.
+// small images) or the GEMM path, for each pass of this convolution (of one group's shape).
 ConvDirectPlan direct_plan(const Conv2dShape& s) {
   return conv_direct_plan(s.C, s.OC, s.KH, s.KW, s.SH, s.SW, s.DH, s.DW, s.OH, s.OW);
 }
@@ -377,142 +404,106 @@ const float* pad_image(float* xp, const float* x, const Conv2dShape& s,
 // Floats rounded up to whole cache lines, so that per-thread scratch blocks do not share one.
 int64_t lines(int64_t n) { return (n + 15) / 16 * 16; }
 
-// y = conv(x, w) + b through the direct kernels, whole images per thread.
+// y = conv(x, w) + b through the direct kernels, whole (image, group) pairs per thread.
 void direct_forward(float* y, const float* x, const float* w, const float* b,
                     const Conv2dShape& s, Direct kind, Workspace& ws) {
-  const ConvDirectShape d = direct_shape(s);
+  const Conv2dShape sg = group_shape(s);
+  const ConvDirectShape d = direct_shape(sg);
   const ConvDirectKernels& kern = conv_direct_kernels(active_simd_tier());
-  const int64_t K = s.C * s.KH * s.KW, xs = s.C * s.H * s.W, ys = s.OC * s.OH * s.OW;
-  float* wk = ws.buffer(kSlotDirectWeights, (K + 1) * d.OCs);
-  conv_direct_pack_forward(wk, w, b, d);
-  const float* bias = b ? wk + K * d.OCs : nullptr;
-  const int64_t xpn = is_padded(s) ? lines(s.C * d.Hp * d.Wp) : 0;
+  const int64_t K = sg.C * s.KH * s.KW, P = s.OH * s.OW;
+  const int64_t xs = s.C * s.H * s.W, ys = s.OC * P, xg = sg.C * s.H * s.W, yg = sg.OC * P;
+  // Per group: the forward weights, then the bias row.
+  const int64_t wkn = (K + 1) * d.OCs;
+  float* wk = ws.buffer(kSlotDirectWeights, s.G * wkn);
+  for (int64_t g = 0; g < s.G; ++g)
+    conv_direct_pack_forward(wk + g * wkn, w + g * sg.OC * K, b ? b + g * sg.OC : nullptr, d);
+  const int64_t xpn = is_padded(s) ? lines(sg.C * d.Hp * d.Wp) : 0;
   const int64_t yts = kind == Direct::channels ? lines(conv_direct_forward_oc_scratch(d)) : 0;
   const int64_t per = xpn + yts;
-  const int nt = unit_threads(s.N, s.N * image_flops(s));
+  const int nt = unit_threads(s.N * s.G, s.N * image_flops(s));
   float* scratch = ws.buffer(kSlotDirectScratch, static_cast<std::size_t>(nt) * per);
-  parallel_chunks(s.N, nt, [&](int64_t n0, int64_t n1, int t) {
+  parallel_chunks(s.N * s.G, nt, [&](int64_t u0, int64_t u1, int t) {
     float* xp = scratch + t * per;
-    for (int64_t n = n0; n < n1; ++n) {
-      const float* xi = pad_image(xp, x + n * xs, s, d);
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t n = u / s.G, g = u % s.G;
+      const float* xi = pad_image(xp, x + n * xs + g * xg, sg, d);
+      const float* wg = wk + g * wkn;
+      const float* bias = b ? wg + K * d.OCs : nullptr;
+      float* yi = y + n * ys + g * yg;
       if (kind == Direct::width)
-        kern.forward_w(y + n * ys, xi, wk, bias, d);
+        kern.forward_w(yi, xi, wg, bias, d);
       else
-        kern.forward_oc(y + n * ys, xi, wk, bias, xp + xpn, d);
+        kern.forward_oc(yi, xi, wg, bias, xp + xpn, d);
     }
   });
 }
 
-}  // namespace
+// ---------------------------------------------------------------------------------------------
+// The depthwise path (kernels/conv_depthwise.hpp): G == C, so input channel c alone feeds the
+// M = OC/C output channels c*M .. c*M+M-1, whose kernels w[c*M + m, 0] are consecutive.
 
-void conv2d_forward(float* y, const float* x, const float* w, const float* b,
-                    const Conv2dShape& s, Workspace& ws) {
-  if (s.N == 0) return;
-  if (const Direct kind = direct_plan(s).forward; kind != Direct::none)
-    return direct_forward(y, x, w, b, s, kind, ws);
-  const int64_t xs = s.C * s.H * s.W, ys = s.OC * s.OH * s.OW;
-  // Whole images per thread when there are enough of them; each image is the same GEMM
-  // either way, so y does not depend on the thread count.
-  const int nt = unit_threads(s.N, s.N * image_flops(s));
-  parallel_chunks(s.N, nt, [&](int64_t n0, int64_t n1, int) {
-    for (int64_t n = n0; n < n1; ++n) forward_image(y + n * ys, x + n * xs, w, b, s);
+ConvDepthwiseShape depthwise_shape(const Conv2dShape& s) {
+  return conv_depthwise_shape(s.H, s.W, s.KH, s.KW, s.SH, s.SW, s.PT, s.PB, s.PL, s.PR, s.DH,
+                              s.DW);
+}
+
+// (image, channel) planes per thread: each pads its input plane once, then convolves it with
+// the M kernels of its output channels. Planes are independent, so any split gives the same y.
+void depthwise_forward(float* y, const float* x, const float* w, const float* b,
+                       const Conv2dShape& s, Workspace& ws) {
+  const ConvDepthwiseShape d = depthwise_shape(s);
+  const ConvDepthwiseKernels& kern = conv_depthwise_kernels(active_simd_tier());
+  const int64_t M = s.OC / s.C, KK = s.KH * s.KW, HW = s.H * s.W, P = s.OH * s.OW;
+  const int64_t xqn = lines(conv_depthwise_xq_size(d));
+  const int nt = threads_for(s.N * s.C, s.N * image_flops(s));
+  float* scratch = ws.buffer(kSlotDirectScratch, static_cast<std::size_t>(nt) * xqn);
+  parallel_chunks(s.N * s.C, nt, [&](int64_t u0, int64_t u1, int t) {
+    float* xq = scratch + t * xqn;
+    for (int64_t u = u0; u < u1; ++u) {  // u = n*C + c
+      conv_depthwise_pad(xq, x + u * HW, d);
+      for (int64_t oc = u % s.C * M; oc < (u % s.C + 1) * M; ++oc)
+        kern.forward(y + (u / s.C * s.OC + oc) * P, xq, w + oc * KK, b ? b[oc] : 0.0f, d);
+    }
   });
 }
 
-void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
-                     const float* w, const Conv2dShape& s, Workspace& ws) {
-  const int64_t K = s.C * s.KH * s.KW, wsize = s.OC * K, xs = s.C * s.H * s.W;
-  const int64_t P = s.OH * s.OW;
-  if ((!dx && !dw) || s.N == 0) {
-    if (db) bias_grad(db, dy, s);
-    if (dw) std::fill(dw, dw + wsize, 0.0f);
-    return;
-  }
-  const ConvDirectPlan plan = direct_plan(s);
-  const Direct wdirect = dw ? plan.weight : Direct::none;
-  const bool xdirect = dx && plan.input;
-  const ConvDirectShape d = direct_shape(s);
-  const ConvDirectKernels& kern = conv_direct_kernels(active_simd_tier());
-  Backward bw{s, dy, x, w, input_grad_path(s), weight_grad_path(s), s, nullptr, 0};
-  if (dx && !xdirect && bw.path == InputGradPath::rotated) {
-    bw.sr = rotated_shape(s);
-    float* wr = ws.buffer(kSlotRotated, wsize);
-    rotate_kernel(wr, w, s);
-    bw.wr = wr;
-  }
-  bw.col_block = std::min(P, std::max(kColBlockAlign,
-                                      kColBlockFloats / K / kColBlockAlign * kColBlockAlign));
-  float* wt = nullptr;
-  if (xdirect) {
-    wt = ws.buffer(kSlotDirectWeights, wsize);
-    conv_direct_pack_input(wt, w, d);
-  }
-
-  // Group g holds images [N*g/G, N*(g+1)/G) and sums them into its partial of dw, laid out
-  // as its kernel accumulates:
-  //   plain          dw itself for g = 0 (GEMM, transposed or pointwise pack)
-  //   tap_major      [OC, KH*KW, C] (GEMM, channels-last pack)
-  //   lanes          [OC*K, 16] lane partials (direct, over width)
-  //   channels_last  [K, OCs] (direct, over channels)
-  // db is summed here too, per group, while each image's dy is in cache.
-  enum class Layout { plain, tap_major, lanes, channels_last };
-  const Layout layout = wdirect == Direct::width      ? Layout::lanes
-                        : wdirect == Direct::channels ? Layout::channels_last
-                        : bw.wpath == WeightGradPath::channels_last ? Layout::tap_major
-                                                                    : Layout::plain;
-  const int64_t psize = layout == Layout::lanes           ? wsize * kConvDirectLanes
-                        : layout == Layout::channels_last ? K * d.OCs
-                                                          : wsize;
+// Units of (image group, channel): for each image of the group, the db row sums and dw lane
+// partials of the channel's M outputs (into the image group's partials, summed in group order
+// afterwards, then over lanes in lane order) and the channel's dx plane, while its dy planes
+// are in cache. Units write disjoint partials and planes: any split gives the same bits.
+void depthwise_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+                        const float* w, const Conv2dShape& s, Workspace& ws) {
+  const ConvDepthwiseShape d = depthwise_shape(s);
+  const ConvDepthwiseKernels& kern = conv_depthwise_kernels(active_simd_tier());
+  const int64_t M = s.OC / s.C, KK = s.KH * s.KW, HW = s.H * s.W, P = s.OH * s.OW;
+  const int64_t lanes = kConvDepthwiseLanes, psize = s.OC * KK * lanes;
   const int64_t groups = batch_groups(s);
-  const int64_t dw_partials = !dw ? 0 : layout == Layout::plain ? groups - 1 : groups;
-  float* partials = ws.buffer(kSlotPartial, dw_partials * psize + (db ? groups * s.OC : 0));
-  float* db_partials = partials + dw_partials * psize;
-  auto partial = [&](int64_t g) {
-    return layout != Layout::plain ? partials + g * psize
-           : g == 0               ? dw
-                                  : partials + (g - 1) * psize;
-  };
-  const int nt = unit_threads(groups, 3 * s.N * image_flops(s));
-  const bool gemm_cols = dx && !xdirect && bw.path == InputGradPath::col2im;
-  float* cols = gemm_cols
-                    ? ws.buffer(kSlotCol, static_cast<std::size_t>(nt) * K * bw.col_block)
-                    : nullptr;
-  float* images = layout == Layout::tap_major
-                      ? ws.buffer(kSlotImage, static_cast<std::size_t>(nt) * xs)
-                      : nullptr;
-  // Per thread for the direct kernels: the padded image, the channels-last dy, padded dy.
-  const int64_t xpn = wdirect != Direct::none && is_padded(s) ? lines(s.C * d.Hp * d.Wp) : 0;
-  const int64_t dytn = wdirect == Direct::channels ? lines(conv_direct_weight_oc_scratch(d)) : 0;
-  const int64_t dypn = xdirect ? lines(conv_direct_input_scratch(d)) : 0;
-  const int64_t per = xpn + dytn + dypn;
-  float* scratch = per ? ws.buffer(kSlotDirectScratch, static_cast<std::size_t>(nt) * per)
-                       : nullptr;
-  parallel_chunks(groups, nt, [&](int64_t g0, int64_t g1, int t) {
-    float* xp = scratch ? scratch + t * per : nullptr;
-    float* dyt = xp ? xp + xpn : nullptr;
-    float* dyp = xp ? dyt + dytn : nullptr;
-    for (int64_t g = g0; g < g1; ++g) {
-      const int64_t n0 = s.N * g / groups, n1 = s.N * (g + 1) / groups;
-      if (wdirect != Direct::none) std::fill(partial(g), partial(g) + psize, 0.0f);
+  float* partials = ws.buffer(kSlotPartial, (dw ? groups * psize : 0) + (db ? groups * s.OC : 0));
+  float* db_partials = partials + (dw ? groups * psize : 0);
+  const int64_t xqn = dw ? lines(conv_depthwise_xq_size(d)) : 0;
+  const int64_t per = xqn + (dx ? lines(conv_depthwise_input_scratch(d, M)) : 0);
+  const int nt = threads_for(groups * s.C, 3 * s.N * image_flops(s));
+  float* scratch = ws.buffer(kSlotDirectScratch, static_cast<std::size_t>(nt) * per);
+  parallel_chunks(groups * s.C, nt, [&](int64_t u0, int64_t u1, int t) {
+    float* xq = scratch + t * per;
+    float* dxs = xq + xqn;
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t g = u / s.C, c = u % s.C, n0 = s.N * g / groups, n1 = s.N * (g + 1) / groups;
+      float* pc = dw ? partials + (g * s.OC + c * M) * KK * lanes : nullptr;
+      if (dw) std::fill(pc, pc + M * KK * lanes, 0.0f);
       for (int64_t n = n0; n < n1; ++n) {
-        const float* dyn = dy + n * s.OC * P;
+        const float* dyn = dy + (n * s.OC + c * M) * P;  // the M planes of channel c
         if (db)
-          for (int64_t oc = 0; oc < s.OC; ++oc) {
-            const float r = row_sum(dyn + oc * P, P);
-            float& group = db_partials[g * s.OC + oc];
+          for (int64_t m = 0; m < M; ++m) {
+            const float r = row_sum(dyn + m * P, P);
+            float& group = db_partials[g * s.OC + c * M + m];
             group = n == n0 ? r : group + r;
           }
-        if (wdirect == Direct::width)
-          kern.weight_w(partial(g), pad_image(xp, x + n * xs, s, d), dyn, d);
-        else if (wdirect == Direct::channels)
-          kern.weight_oc(partial(g), pad_image(xp, x + n * xs, s, d), dyn, dyt, d);
-        else if (dw)
-          bw.weight_image(partial(g), n > n0, n, images ? images + t * xs : nullptr);
-        if (xdirect)
-          kern.input(dx + n * xs, dyn, wt, dyp, d);
-        else if (dx)
-          bw.input_image(dx + n * xs, n, cols ? cols + t * K * bw.col_block : nullptr,
-                         nt == 1);
+        if (dw) {
+          conv_depthwise_pad(xq, x + (n * s.C + c) * HW, d);
+          for (int64_t m = 0; m < M; ++m) kern.weight(pc + m * KK * lanes, xq, dyn + m * P, d);
+        }
+        if (dx) kern.input(dx + (n * s.C + c) * HW, dyn, w + c * M * KK, M, dxs, d);
       }
     }
   });
@@ -522,13 +513,162 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
       for (int64_t g = 1; g < groups; ++g) acc += db_partials[g * s.OC + oc];
       db[oc] = acc;
     }
+  if (dw)
+    for (int64_t i = 0; i < s.OC * KK; ++i) {
+      float acc = 0.0f;
+      for (int64_t l = 0; l < lanes; ++l) {
+        float lane = partials[i * lanes + l];
+        for (int64_t g = 1; g < groups; ++g) lane += partials[g * psize + i * lanes + l];
+        acc = l == 0 ? lane : acc + lane;
+      }
+      dw[i] = acc;
+    }
+}
+
+}  // namespace
+
+void conv2d_forward(float* y, const float* x, const float* w, const float* b,
+                    const Conv2dShape& s, Workspace& ws) {
+  if (s.N == 0) return;
+  if (is_depthwise(s)) return depthwise_forward(y, x, w, b, s, ws);
+  const Conv2dShape sg = group_shape(s);
+  if (const Direct kind = direct_plan(sg).forward; kind != Direct::none)
+    return direct_forward(y, x, w, b, s, kind, ws);
+  const int64_t P = s.OH * s.OW, xs = s.C * s.H * s.W, ys = s.OC * P;
+  const int64_t xg = sg.C * s.H * s.W, yg = sg.OC * P, wg = sg.OC * sg.C * s.KH * s.KW;
+  // Whole (image, group) pairs per thread when there are enough of them; each is the same
+  // GEMM either way, so y does not depend on the thread count.
+  const int nt = unit_threads(s.N * s.G, s.N * image_flops(s));
+  parallel_chunks(s.N * s.G, nt, [&](int64_t u0, int64_t u1, int) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t n = u / s.G, g = u % s.G;
+      forward_image(y + n * ys + g * yg, x + n * xs + g * xg, w + g * wg,
+                    b ? b + g * sg.OC : nullptr, sg);
+    }
+  });
+}
+
+void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+                     const float* w, const Conv2dShape& s, Workspace& ws) {
+  const Conv2dShape sg = group_shape(s);
+  const int64_t K = sg.C * s.KH * s.KW, wsize = s.OC * K, wg = sg.OC * K;
+  const int64_t P = s.OH * s.OW, xs = s.C * s.H * s.W, ys = s.OC * P;
+  const int64_t xg = sg.C * s.H * s.W, yg = sg.OC * P;
+  if ((!dx && !dw) || s.N == 0) {
+    if (db) bias_grad(db, dy, s);
+    if (dw) std::fill(dw, dw + wsize, 0.0f);
+    return;
+  }
+  if (is_depthwise(s)) return depthwise_backward(dx, dw, db, dy, x, w, s, ws);
+  const ConvDirectPlan plan = direct_plan(sg);
+  const Direct wdirect = dw ? plan.weight : Direct::none;
+  const bool xdirect = dx && plan.input;
+  const ConvDirectShape d = direct_shape(sg);
+  const ConvDirectKernels& kern = conv_direct_kernels(active_simd_tier());
+  Backward bw{sg, input_grad_path(sg), weight_grad_path(sg), sg, 0};
+  float* wr = nullptr;  // per group: the rotated kernel
+  if (dx && !xdirect && bw.path == InputGradPath::rotated) {
+    bw.sr = rotated_shape(sg);
+    wr = ws.buffer(kSlotRotated, wsize);
+    for (int64_t g = 0; g < s.G; ++g) rotate_kernel(wr + g * wg, w + g * wg, sg);
+  }
+  bw.col_block = std::min(P, std::max(kColBlockAlign,
+                                      kColBlockFloats / K / kColBlockAlign * kColBlockAlign));
+  float* wt = nullptr;  // per group: the direct input-gradient weights
+  if (xdirect) {
+    wt = ws.buffer(kSlotDirectWeights, wsize);
+    for (int64_t g = 0; g < s.G; ++g) conv_direct_pack_input(wt + g * wg, w + g * wg, d);
+  }
+
+  // Image group b holds images [N*b/B, N*(b+1)/B) and sums them into its partial of dw, which
+  // holds each convolution group's part in turn (psize_g floats from g * psize_g), laid out as
+  // its kernel accumulates:
+  //   plain          dw itself for b = 0 (GEMM, transposed or pointwise pack)
+  //   tap_major      [OC/G, KH*KW, C/G] (GEMM, channels-last pack)
+  //   lanes          [OC/G * K, 16] lane partials (direct, over width)
+  //   channels_last  [K, OCs] (direct, over channels)
+  // db is summed here too, per image group, while each image's dy is in cache.
+  enum class Layout { plain, tap_major, lanes, channels_last };
+  const Layout layout = wdirect == Direct::width      ? Layout::lanes
+                        : wdirect == Direct::channels ? Layout::channels_last
+                        : bw.wpath == WeightGradPath::channels_last ? Layout::tap_major
+                                                                    : Layout::plain;
+  const int64_t psize_g = layout == Layout::lanes           ? wg * kConvDirectLanes
+                          : layout == Layout::channels_last ? K * d.OCs
+                                                            : wg;
+  const int64_t psize = s.G * psize_g;
+  const int64_t groups = batch_groups(s);
+  const int64_t dw_partials = !dw ? 0 : layout == Layout::plain ? groups - 1 : groups;
+  float* partials = ws.buffer(kSlotPartial, dw_partials * psize + (db ? groups * s.OC : 0));
+  float* db_partials = partials + dw_partials * psize;
+  auto partial = [&](int64_t b) {
+    return layout != Layout::plain ? partials + b * psize
+           : b == 0               ? dw
+                                  : partials + (b - 1) * psize;
+  };
+  // Units: (image group, convolution group) pairs, each writing its own part of a partial
+  // and its own channels of dx.
+  const int64_t units = groups * s.G;
+  const int nt = unit_threads(units, 3 * s.N * image_flops(s));
+  const bool gemm_cols = dx && !xdirect && bw.path == InputGradPath::col2im;
+  float* cols = gemm_cols
+                    ? ws.buffer(kSlotCol, static_cast<std::size_t>(nt) * K * bw.col_block)
+                    : nullptr;
+  float* images = layout == Layout::tap_major
+                      ? ws.buffer(kSlotImage, static_cast<std::size_t>(nt) * xg)
+                      : nullptr;
+  // Per thread for the direct kernels: the padded image, the channels-last dy, padded dy.
+  const int64_t xpn = wdirect != Direct::none && is_padded(s) ? lines(sg.C * d.Hp * d.Wp) : 0;
+  const int64_t dytn = wdirect == Direct::channels ? lines(conv_direct_weight_oc_scratch(d)) : 0;
+  const int64_t dypn = xdirect ? lines(conv_direct_input_scratch(d)) : 0;
+  const int64_t per = xpn + dytn + dypn;
+  float* scratch = per ? ws.buffer(kSlotDirectScratch, static_cast<std::size_t>(nt) * per)
+                       : nullptr;
+  parallel_chunks(units, nt, [&](int64_t u0, int64_t u1, int t) {
+    float* xp = scratch ? scratch + t * per : nullptr;
+    float* dyt = xp ? xp + xpn : nullptr;
+    float* dyp = xp ? dyt + dytn : nullptr;
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t b = u / s.G, g = u % s.G;
+      const int64_t n0 = s.N * b / groups, n1 = s.N * (b + 1) / groups;
+      float* pg = dw ? partial(b) + g * psize_g : nullptr;
+      if (wdirect != Direct::none) std::fill(pg, pg + psize_g, 0.0f);
+      for (int64_t n = n0; n < n1; ++n) {
+        const float* dyn = dy + n * ys + g * yg;
+        const float* xn = x + n * xs + g * xg;
+        if (db)
+          for (int64_t oc = 0; oc < sg.OC; ++oc) {
+            const float r = row_sum(dyn + oc * P, P);
+            float& group = db_partials[b * s.OC + g * sg.OC + oc];
+            group = n == n0 ? r : group + r;
+          }
+        if (wdirect == Direct::width)
+          kern.weight_w(pg, pad_image(xp, xn, sg, d), dyn, d);
+        else if (wdirect == Direct::channels)
+          kern.weight_oc(pg, pad_image(xp, xn, sg, d), dyn, dyt, d);
+        else if (dw)
+          bw.weight_image(pg, n > n0, dyn, xn, images ? images + t * xg : nullptr);
+        if (xdirect)
+          kern.input(dx + n * xs + g * xg, dyn, wt + g * wg, dyp, d);
+        else if (dx)
+          bw.input_image(dx + n * xs + g * xg, dyn, w + g * wg, wr ? wr + g * wg : nullptr,
+                         cols ? cols + t * K * bw.col_block : nullptr, nt == 1);
+      }
+    }
+  });
+  if (db)
+    for (int64_t oc = 0; oc < s.OC; ++oc) {
+      float acc = db_partials[oc];
+      for (int64_t b = 1; b < groups; ++b) acc += db_partials[b * s.OC + oc];
+      db[oc] = acc;
+    }
   if (!dw) return;
   float* p0 = partial(0);
   if (groups > 1) {
-    // p0 += p1, then p2, ...: every element summed in group order.
+    // p0 += p1, then p2, ...: every element summed in image-group order.
     parallel_for(psize, groups * psize, [&](int64_t e0, int64_t e1, int) {
-      for (int64_t g = 1; g < groups; ++g) {
-        const float* p = partial(g);
+      for (int64_t b = 1; b < groups; ++b) {
+        const float* p = partial(b);
 #pragma omp simd
         for (int64_t e = e0; e < e1; ++e) p0[e] += p[e];
       }
@@ -536,7 +676,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
   }
   switch (layout) {
     case Layout::plain: return;
-    case Layout::tap_major: untranspose_taps(dw, p0, s); return;
+    case Layout::tap_major: untranspose_taps(dw, p0, s.OC, sg.C, s.KH * s.KW); return;
     case Layout::lanes:  // the lanes of each element, added in lane order
       for (int64_t i = 0; i < wsize; ++i) {
         float acc = p0[i * kConvDirectLanes];
@@ -545,8 +685,10 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
       }
       return;
     case Layout::channels_last:
-      for (int64_t oc = 0; oc < s.OC; ++oc)
-        for (int64_t k = 0; k < K; ++k) dw[oc * K + k] = p0[k * d.OCs + oc];
+      for (int64_t g = 0; g < s.G; ++g)
+        for (int64_t oc = 0; oc < sg.OC; ++oc)
+          for (int64_t k = 0; k < K; ++k)
+            dw[(g * sg.OC + oc) * K + k] = p0[g * psize_g + k * d.OCs + oc];
       return;
   }
 }
