@@ -3,7 +3,7 @@ network's training throughput against PyTorch 2.13 in the same run.
 
 Network: cnnkit.models.resnet_small() — 3x3 stem conv + BN + ReLU at 16 channels, three stages
 of two basic blocks at widths 16/32/64 (stride 2 and a 1x1 conv + BN projection at the start of
-stages 2 and 3), global average pool, linear (175,258 parameters at 10 classes).
+stages 2 and 3), global average pool, linear (174,970 parameters at 10 classes).
 Recipe: images scaled to [0, 1] and normalised (mean 0.2860, std 0.3530), random horizontal
 flips, SGD lr 0.1 momentum 0.9 nesterov, weight decay 5e-4, batch 128, learning rate annealed
 per epoch on a cosine to 0 over --epochs.
