@@ -245,3 +245,64 @@ def test_resnet_small_trains_and_round_trips_through_save(tmp_path, rng):
         np.testing.assert_array_equal(sd[k], sd2[k], err_msg=k)
     np.testing.assert_array_equal(m.predict(x), m2.predict(x))
     assert m2.summary(print_fn=None) == m.summary(print_fn=None)
+
+
+def torch_resnet_small(torch, widths, blocks):
+    """resnet_small written in torch.nn, parameters and buffers in the same order as cnnkit's
+    state_dict (block, then shortcut; conv, then BN)."""
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+                nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+            self.short = (nn.Identity() if stride == 1 and c_in == c_out else
+                          nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)))
+
+        def forward(self, x):
+            return torch.relu(self.body(x) + self.short(x))
+
+    layers = [nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
+    c_in = widths[0]
+    for stage, (width, count) in enumerate(zip(widths, blocks)):
+        for i in range(count):
+            layers.append(Block(c_in, width, 2 if stage > 0 and i == 0 else 1))
+            c_in = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, 10)]
+    return nn.Sequential(*layers)
+
+
+def test_resnet_small_matches_torch_in_training_and_evaluation(rng):
+    """Residual blocks, projection shortcuts, batch norm (batch statistics, running statistics,
+    eval mode) and the adaptive pool together: the logits, the loss, two SGD steps and the
+    running statistics agree with the same network in PyTorch."""
+    torch = pytest.importorskip("torch")
+    widths, blocks = (4, 8, 8), (2, 1, 1)
+    cnnkit.set_random_seed(5)
+    ours = models.resnet_small(widths=widths, blocks_per_stage=blocks)
+    ours.compile(optimizer=cnnkit.optim.SGD(learning_rate=0.1, momentum=0.9), loss="cross_entropy")
+    theirs = torch_resnet_small(torch, widths, blocks).double()
+    sd = ours.state_dict()
+    assert len(sd) == len(theirs.state_dict())
+    with torch.no_grad():
+        for (key, value), (tkey, tvalue) in zip(sd.items(), theirs.state_dict().items()):
+            assert value.shape == tuple(tvalue.shape), (key, tkey)
+            tvalue.copy_(torch.from_numpy(np.asarray(value)))
+    opt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
+    x = rng.standard_normal((6, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 6)
+    for _ in range(2):
+        loss = ours.train_on_batch(x, y)["loss"]
+        opt.zero_grad()
+        tloss = torch.nn.functional.cross_entropy(theirs(torch.from_numpy(x).double()), torch.from_numpy(y))
+        tloss.backward()
+        opt.step()
+        assert loss == pytest.approx(tloss.item(), rel=1e-4)
+    for (key, value), tvalue in zip(ours.state_dict().items(), theirs.state_dict().values()):
+        np.testing.assert_allclose(value, tvalue.numpy(), rtol=1e-3, atol=1e-4, err_msg=key)
+    theirs.eval()
+    with torch.no_grad():
+        expected = theirs(torch.from_numpy(x).double()).numpy()
+    np.testing.assert_allclose(ours.predict(x), expected, rtol=1e-3, atol=1e-4)
