@@ -449,6 +449,13 @@ def main(argv=None):
                          f"epoch {ours['seconds']:.1f} / {theirs['seconds']:.1f} s"
                          + ("" if ours["reset"] and theirs["reset"] else ", high-water mark not reset"))
         print(f"\n# {MEMORY_CASE}: {images} images, batch 64, cnnkit / torch: " + "; ".join(notes))
+    if not args.peak:
+        # Other work on the machine shows as a lower peak: measured again, it tells whether the
+        # table's 2-thread rows had both cores to themselves.
+        after = {t: measure_peak(t, None)[0] for t in args.threads}
+        print("# FMA peak measured again after the run: "
+              + ", ".join(f"{after[t]:.1f} GFLOP/s on {t} thread{'s' if t > 1 else ''} "
+                          f"({100 * after[t] / peaks[t][0]:.0f}% of before)" for t in args.threads))
 
 
 if __name__ == "__main__":
