@@ -9,74 +9,17 @@ GFLOP/s count 2*N*OC*(C/groups)*KH*KW*OH*OW for the forward and 3x that for forw
         [--threads 1 2] [--filter NAME]
 """
 import argparse
-import os
-import time
 
 import numpy as np
 import torch
 
 import cnnkit
-from cnnkit import functional as F
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def read_shapes(name):
-    rows = []
-    with open(os.path.join(HERE, "shapes", name)) as f:
-        for line in f:
-            tok = line.split("#")[0].split()
-            if tok:
-                rows.append((tok[0], [int(t) for t in tok[1:]]))
-    return rows
-
-
-def cases():
-    for name, (N, C, H, W, OC, KH, KW, SH, SW, PH, PW, G) in read_shapes("conv2d.txt"):
-        yield name, (N, C, H, W), (OC, C // G, KH, KW), (SH, SW), (PH, PW), G, False
-    for name, (N, C, L, OC, K, S, P, G) in read_shapes("conv1d.txt"):
-        yield name, (N, C, L), (OC, C // G, K), S, P, G, True
-
-
-def timed(f):
-    t = time.perf_counter()
-    f()
-    return time.perf_counter() - t
+from _common import conv_cases as cases, conv_problem, timed
 
 
 def compare(name, x_shape, w_shape, stride, padding, groups, one_d, reps):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(x_shape).astype(np.float32)
-    w = rng.standard_normal(w_shape).astype(np.float32)
-    b = rng.standard_normal(w_shape[0]).astype(np.float32)
-    conv, conv_backward = (F.conv1d, F.conv1d_backward) if one_d else (F.conv2d, F.conv2d_backward)
-    tconv = torch.nn.functional.conv1d if one_d else torch.nn.functional.conv2d
-    y = conv(x, w, b, stride, padding, 1, groups)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    flops = 2.0 * y.size * np.prod(w_shape[1:])
-
-    tx, tw, tb = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, w, b))
-    tdy = torch.from_numpy(dy)
-
-    def torch_fwd():
-        with torch.no_grad():
-            tconv(tx, tw, tb, stride, padding, 1, groups)
-
-    def torch_all():
-        tx.grad = tw.grad = tb.grad = None
-        tconv(tx, tw, tb, stride, padding, 1, groups).backward(tdy)
-
-    def cnnkit_fwd():
-        conv(x, w, b, stride, padding, 1, groups)
-
-    def cnnkit_all():
-        conv(x, w, b, stride, padding, 1, groups)
-        conv_backward(dy, x, w, stride, padding, 1, groups)
-
-    # Same answer first (a loose check; the tests hold both to the float64 reference).
-    ty = tconv(tx, tw, tb, stride, padding, 1, groups).detach().numpy()
-    assert np.allclose(y, ty, rtol=1e-3, atol=1e-3 * np.abs(ty).max()), name
-
+    flops, cnnkit_fwd, cnnkit_all, torch_fwd, torch_all = conv_problem(
+        torch, name, x_shape, w_shape, stride, padding, groups, one_d)
     row = []
     for pair in ((torch_fwd, cnnkit_fwd), (torch_all, cnnkit_all)):
         times = ([], [])
