@@ -241,6 +241,81 @@ def test_conv2d_direct_every_tier(tier):
                                                              "cases": len(DIRECT)}
 
 
+# Small output maps (at most 49 pixels, not depthwise, not direct) fold the batch into the
+# GEMM's N dimension (src/ops/conv2d_batched.cpp): ResNet's late stages, strides into 1x1 and
+# 2x2 maps, 1x1 projections, N = 1 and odd, groups, dilation with asymmetric padding, the
+# 49-pixel threshold itself, and a batch split into chunks (col capped at 2^21 floats).
+BATCHED = {
+    "batched_resnet_l4_2x2": Conv((16, 512, 2, 2), 512, (3, 3), 1, 1),
+    "batched_resnet_l3_4x4": Conv((16, 256, 4, 4), 256, (3, 3), 1, 1),
+    "batched_s2_into_1x1": Conv((4, 24, 2, 2), 20, (3, 3), 2, 1),
+    "batched_s2_into_2x2": Conv((5, 32, 4, 4), 24, (3, 3), 2, 1),
+    "batched_proj_1x1_s2": Conv((6, 32, 8, 8), 40, (1, 1), 2),
+    "batched_pointwise_2x2": Conv((3, 20, 2, 2), 12, (1, 1)),
+    "batched_n1": Conv((1, 40, 3, 3), 24, (3, 3), 1, 1),
+    "batched_n7_oc17": Conv((7, 24, 4, 4), 17, (3, 3), 1, 1),
+    "batched_groups2": Conv((5, 32, 4, 4), 48, (3, 3), 1, 1, 1, 2),
+    "batched_groups4_s2": Conv((3, 64, 6, 6), 32, (3, 3), 2, 1, 1, 4),
+    "batched_dilated_asym": Conv((3, 24, 7, 7), 10, (3, 3), 1, (0, 1, 2, 0), 2),
+    "batched_c3_s2": Conv((5, 3, 7, 7), 8, (3, 3), 2, 1),
+    "batched_7x7": Conv((3, 24, 7, 7), 16, (3, 3), 1, 1),
+    "batched_chunks_of_9": Conv((20, 256, 7, 7), 8, (3, 3), 1, 1),
+}
+
+
+def takes_batched_path(conv):
+    """Whether conv2d folds the batch into the GEMM (conv2d_batched_applies, restated)."""
+    N, C, H, W = conv.x_shape
+    (KH, KW), (PT, PB, PL, PR) = conv.kernel, conv.pads
+    (SH, SW), (DH, DW) = conv.stride, conv.dilation
+    OH = ref.conv2d_out_size(H, KH, SH, PT, PB, DH)
+    OW = ref.conv2d_out_size(W, KW, SW, PL, PR, DW)
+    return (conv.groups != C and takes_direct_path(conv) is None and OH * OW <= 49)
+
+
+def test_batched_cases_reach_the_batched_path():
+    assert all(takes_batched_path(c) for c in BATCHED.values())
+    assert not takes_batched_path(Conv((2, 24, 8, 8), 8, (3, 3), 1, 1))  # 64 pixels
+
+
+@pytest.mark.parametrize("name", BATCHED)
+def test_conv2d_batched_random(name, rng):
+    check_conv(BATCHED[name], rng)
+
+
+@pytest.mark.parametrize("name", BATCHED)
+def test_conv2d_batched_exact_ints(name, rng):
+    check_conv(BATCHED[name], rng, exact=True)
+
+
+# Runs in the child: every BATCHED case but the two largest, bit for bit on integer inputs and
+# within tolerance on random ones, with the tier CNNKIT_SIMD chose (its GEMM).
+BATCHED_TIER_CHILD = r"""
+import json
+import sys
+sys.modules["torch"] = None
+import numpy as np
+from cnnkit import _core
+import test_conv2d as t
+
+rng = np.random.default_rng(5)
+names = [n for n in t.BATCHED if "resnet" not in n]
+for name in names:
+    t.check_conv(t.BATCHED[name], rng, exact=True)
+    t.check_conv(t.BATCHED[name], rng)
+print(json.dumps({"tier": _core.simd_tier(), "cases": len(names)}))
+"""
+
+
+@pytest.mark.parametrize("tier", _core.simd_tiers_supported())
+def test_conv2d_batched_every_tier(tier):
+    r = subprocess.run([sys.executable, "-c", BATCHED_TIER_CHILD], env=child_env(CNNKIT_SIMD=tier),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {
+        "tier": tier, "cases": len([n for n in BATCHED if "resnet" not in n])}
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_conv2d_random(name, rng):
     check_conv(CASES[name], rng)
@@ -362,6 +437,11 @@ THREADED = {
     "batch11_pointwise": Conv((11, 32, 10, 10), 16, (1, 1)),
     "strided_col2im": Conv((6, 16, 20, 20), 24, (3, 3), 2, 1),
     "rotated": Conv((4, 32, 12, 12), 16, (3, 3), 1, 1),
+    # The batch folded into the GEMM: one GEMM over the threads, its gathers and scatters.
+    "batched_resnet_l4_2x2": BATCHED["batched_resnet_l4_2x2"],
+    "batched_groups2": BATCHED["batched_groups2"],
+    "batched_chunks_of_9": BATCHED["batched_chunks_of_9"],
+    "batched_n1": BATCHED["batched_n1"],
 }
 
 

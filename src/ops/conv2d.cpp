@@ -10,6 +10,8 @@
 // Small layers with few input channels (LeNet, CIFAR stems: conv_direct_plan) skip lowering:
 // kernels/conv_direct.hpp convolves each image in place, one thread per image, in the same
 // per-image steps and image groups.
+// Small output maps (ResNet's 4x4 and 2x2) fold the batch into the GEMM's N dimension instead
+// of running per image: ops/conv2d_batched.hpp.
 // Groups: each of the G groups is a convolution of its own (group_shape: C/G input and OC/G
 // output channels) that every step above runs unchanged, on pointers offset to the group's
 // channels, while images stay C*H*W (and OC*OH*OW) floats apart; the units of work are then
@@ -29,6 +31,7 @@
 #include "kernels/conv_direct.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/im2col.hpp"
+#include "ops/conv2d_batched.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -534,6 +537,10 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b,
   const Conv2dShape sg = group_shape(s);
   if (const Direct kind = direct_plan(sg).forward; kind != Direct::none)
     return direct_forward(y, x, w, b, s, kind, ws);
+  // --- small output maps: the batch folded into the GEMM (ops/conv2d_batched.hpp) ---
+  if (conv2d_batched_applies(sg))
+    return conv2d_forward_batched(y, x, w, b, s, ws.buffer(kSlotCol, conv2d_batched_scratch(s)));
+  // ---
   const int64_t P = s.OH * s.OW, xs = s.C * s.H * s.W, ys = s.OC * P;
   const int64_t xg = sg.C * s.H * s.W, yg = sg.OC * P, wg = sg.OC * sg.C * s.KH * s.KW;
   // Whole (image, group) pairs per thread when there are enough of them; each is the same
@@ -561,6 +568,13 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
   }
   if (is_depthwise(s)) return depthwise_backward(dx, dw, db, dy, x, w, s, ws);
   const ConvDirectPlan plan = direct_plan(sg);
+  // --- small output maps: the batch folded into the GEMM (ops/conv2d_batched.hpp) ---
+  if (plan.forward == Direct::none && conv2d_batched_applies(sg)) {
+    if (db) bias_grad(db, dy, s);
+    return conv2d_backward_batched(dx, dw, dy, x, w, s,
+                                   ws.buffer(kSlotCol, conv2d_batched_scratch(s)));
+  }
+  // ---
   const Direct wdirect = dw ? plan.weight : Direct::none;
   const bool xdirect = dx && plan.input;
   const ConvDirectShape d = direct_shape(sg);
