@@ -558,6 +558,10 @@ GROUPED = {
     "dw_stride3x2_rect": Conv((2, 4, 12, 17), 4, (3, 2), (3, 2), (1, 0), 1, 4),
     "dw_same_stride2_even_kernel": Conv((2, 3, 9, 10), 3, (4, 3), 2, "same", 1, 3),
     "dw_asym_pad": Conv((2, 3, 7, 8), 3, (3, 3), 1, (0, 2, 1, 0), 1, 3),
+    # Stride 2 pads each row contiguously, then splits it into phases; rows of more than 4096
+    # padded floats take the general split.
+    "dw_stride2_pad_left3": Conv((2, 4, 9, 11), 4, (3, 3), 2, (0, 1, 3, 2), 1, 4),
+    "dw_stride2_rows_over_4096": Conv((1, 2, 3, 4101), 2, (1, 3), 2, (0, 1), 1, 2),
     "dw_mult2": Conv((2, 6, 9, 9), 12, (3, 3), 1, 1, 1, 6),
     "dw_mult3_stride2_dilated": Conv((1, 5, 13, 12), 15, (3, 3), 2, 2, 2, 5),
     "dw_mult2_wide_rows": Conv((1, 3, 5, 70), 6, (3, 3), 1, 1, 1, 3),

@@ -38,6 +38,9 @@ int64_t conv_depthwise_input_scratch(const ConvDepthwiseShape& s, int64_t M) {
   return M * s.Hd * s.Wd + (s.SW > 1 ? kRowBlock * s.Wd : 0);
 }
 
+// Padded rows up to this many floats take conv_depthwise_pad's stride-2 split.
+constexpr int64_t kPadRowMax = 4096;
+
 void conv_depthwise_pad(float* xq, const float* x, const ConvDepthwiseShape& s) {
   for (int64_t r = 0; r < s.Hp; ++r) {
     const int64_t ih = r - s.PT;
@@ -51,6 +54,22 @@ void conv_depthwise_pad(float* xq, const float* x, const ConvDepthwiseShape& s) 
       std::fill(row, row + s.PL, 0.0f);
       std::copy(xr, xr + s.W, row + s.PL);
       std::fill(row + s.PL + s.W, row + s.Wq, 0.0f);
+      continue;
+    }
+    // At stride 2 (the common strided case): the padded row made contiguous, then split into
+    // its two phases by one pass of paired loads and stores, which the compiler vectorises
+    // (with a bounds test per element, mobilenet_dw3x3_s2 spent 2/3 of its forward here).
+    if (s.SW == 2 && 2 * s.Wq <= kPadRowMax) {
+      float padded[kPadRowMax];
+      std::fill(padded, padded + s.PL, 0.0f);
+      std::copy(xr, xr + s.W, padded + s.PL);
+      std::fill(padded + s.PL + s.W, padded + 2 * s.Wq, 0.0f);
+      float* even = row;
+      float* odd = row + s.Wq;
+      for (int64_t j = 0; j < s.Wq; ++j) {
+        even[j] = padded[2 * j];
+        odd[j] = padded[2 * j + 1];
+      }
       continue;
     }
     for (int64_t p = 0; p < s.SW; ++p)
