@@ -1,7 +1,7 @@
-// Direct convolution of one image at stride 1, for small layers with few channels (LeNet,
-// CIFAR stems), where the im2col + GEMM lowering spends most of its time packing. The kernels
-// read the (zero-padded) image in place and keep register blocks of outputs, vectorised one of
-// two ways:
+// Direct convolution of one image at stride 1, for layers of at most 64 input channels on
+// small images (LeNet, CIFAR, VGG's 64 -> 64), where the im2col + GEMM lowering spends much of
+// its time packing. The kernels read the (zero-padded) image in place and keep register blocks
+// of outputs, vectorised one of two ways:
 //   over output width ("w"): a vector holds L consecutive pixels of one row; weights are
 //     broadcast. Suits few output channels (LeNet conv1: 6).
 //   over output channels ("oc"): a vector holds L channels of one pixel; input taps are
