@@ -141,6 +141,9 @@ CASES = {
     "narrow_rows": Conv((3, 2, 9, 3), 4, (2, 2)),
     "deep_k": Conv((2, 80, 6, 6), 20, (3, 3), 1, 1),
     "stride4_k11": Conv((1, 3, 35, 35), 8, (11, 11), 4, 2),
+    # OW >= 16 at stride 4 and 2: the AVX-512 pack's strided blocks across two output rows.
+    "stride4_k11_wide": Conv((2, 3, 20, 80), 8, (11, 11), 4, 2),
+    "stride2_wide": Conv((2, 5, 9, 41), 6, (3, 3), 2, 1),
     "batch9": Conv((9, 3, 6, 6), 5, (3, 3), 1, 1),
     # C >= 32 at stride 1 (and off the direct path: C > 64, or dilated): dx through the
     # rotated kernel; C % 8 == 0: dw from the image made channels-last (C = 24, 40: a 16-row
