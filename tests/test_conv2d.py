@@ -164,7 +164,7 @@ def takes_direct_path(conv):
     N, C, H, W = conv.x_shape
     (KH, KW), (PT, PB, PL, PR) = conv.kernel, conv.pads
     OH, OW = H + PT + PB - KH + 1, W + PL + PR - KW + 1
-    if (C > 64 or C * KH * KW > 1024 or conv.stride != (1, 1) or conv.dilation != (1, 1)
+    if (C > 64 or C * KH * KW > 2048 or conv.stride != (1, 1) or conv.dilation != (1, 1)
             or max(KH, KW) > 7 or OH * OW > 64 * 64):
         return None
     fill = lambda n: n / (-(-n // 16) * 16)  # noqa: E731
@@ -199,11 +199,12 @@ DIRECT = {
     "direct_channels_k7": Conv((2, 2, 9, 9), 32, (7, 7), 1, 2),
     # Forward over width, dw over channels: lane partials of OC*K > 32768 weights would be big.
     "direct_width_many_weights": Conv((1, 16, 4, 16), 48, (7, 7), 1, 3),
-    # 16 < C <= 64 (K <= 1024 taps): always over channels, OC below, at and above 64.
+    # 16 < C <= 64 (K <= 2048 taps): always over channels, OC below, at and above 64.
     "direct_channels_c17": Conv((2, 17, 5, 9), 20, (3, 3), 1, 1),
     "direct_channels_c40_k5": Conv((1, 40, 8, 7), 17, (5, 5), 1, 2),
     "direct_channels_c64": Conv((2, 64, 9, 11), 64, (3, 3), 1, 1),
     "direct_channels_c64_oc72": Conv((1, 64, 6, 21), 72, (3, 3), 1, (1, 0, 2, 1)),
+    "direct_channels_c48_k5": Conv((1, 48, 7, 9), 20, (5, 5), 1, 2),  # K = 1200 taps
 }
 
 
@@ -476,6 +477,7 @@ def test_im2col_packs_and_direct_kernels_every_tier():
 GROUPED = {
     "g2_direct": Conv((2, 4, 8, 9), 6, (3, 3), 1, 1, 1, 2),
     "g2_alexnet_5x5": Conv((2, 16, 13, 13), 24, (5, 5), 1, 2, 1, 2),
+    "g2_direct_c48_5x5": Conv((1, 96, 9, 8), 40, (5, 5), 1, 2, 1, 2),
     "g2_rotated_channels_last": Conv((1, 96, 9, 9), 64, (3, 3), 1, 1, 1, 2),
     "g2_col2im_channels_last": Conv((2, 48, 7, 7), 10, (3, 3), 2, 1, 1, 2),
     "g2_transposed_stride2": Conv((2, 10, 9, 9), 4, (3, 3), 2, 1, 1, 2),

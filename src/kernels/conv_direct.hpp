@@ -65,7 +65,7 @@ constexpr int64_t kConvDirectLanes = 16;
 
 // Limits of the kernels, which conv_direct_plan respects: KH, KW <= 7 and K <= this.
 constexpr int64_t kConvDirectMaxKernel = 7;
-constexpr int64_t kConvDirectMaxTaps = 1024;
+constexpr int64_t kConvDirectMaxTaps = 2048;
 
 // One tier's kernels. Shared operands:
 //   xp  [C, Hp, Wp]  the zero-padded image (x itself when there is no padding); read only at
