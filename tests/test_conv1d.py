@@ -94,9 +94,9 @@ CASES = {
     "kernel_equals_padded_input": Conv1d((2, 3, 5), 4, 9, 1, 2),
     "long_signal": Conv1d((2, 3, 300), 4, 7, 1, 3),
     "batch10": Conv1d((10, 2, 12), 3, 3, 1, 1),
-    "c32_same": Conv1d((2, 32, 19), 5, 4, 1, "same"),  # dx through the rotated kernel
+    "c72_same": Conv1d((2, 72, 19), 5, 4, 1, "same"),  # dx through the rotated kernel
     "c16_dilated": Conv1d((2, 16, 40), 8, 3, 1, 2, 2),  # dw from the channels-last signal
-    # The direct path (C <= 16, stride 1, K <= 7; test_conv2d.DIRECT has its edges in 2-D):
+    # The direct path (C <= 64, stride 1, K <= 7; test_conv2d.DIRECT has its edges in 2-D):
     # over width, with padding wider than the kernel, and over channels on a short signal.
     "direct_k7_pad3": Conv1d((2, 3, 37), 5, 7, 1, 3),
     "direct_k2_pad3": Conv1d((2, 2, 9), 3, 2, 1, 3),

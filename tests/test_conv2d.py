@@ -139,14 +139,18 @@ CASES = {
     "pixel_input": Conv((2, 3, 1, 1), 4, (1, 1)),
     "wide_rows": Conv((2, 2, 3, 70), 5, (3, 3), 1, 1),
     "narrow_rows": Conv((3, 2, 9, 3), 4, (2, 2)),
-    "deep_k": Conv((2, 40, 6, 6), 20, (3, 3), 1, 1),
+    "deep_k": Conv((2, 80, 6, 6), 20, (3, 3), 1, 1),
     "stride4_k11": Conv((1, 3, 35, 35), 8, (11, 11), 4, 2),
+    # OW >= 16 at stride 4 and 2: the AVX-512 pack's strided blocks across two output rows.
+    "stride4_k11_wide": Conv((2, 3, 20, 80), 8, (11, 11), 4, 2),
+    "stride2_wide": Conv((2, 5, 9, 41), 6, (3, 3), 2, 1),
     "batch9": Conv((9, 3, 6, 6), 5, (3, 3), 1, 1),
-    # C >= 32 at stride 1: dx through the rotated kernel; C % 8 == 0: dw from the image made
-    # channels-last (C = 24, 40: a 16-row panel spans two taps).
-    "rotated_same_even_kernel": Conv((2, 32, 7, 8), 5, (4, 2), 1, "same"),
+    # C >= 32 at stride 1 (and off the direct path: C > 64, or dilated): dx through the
+    # rotated kernel; C % 8 == 0: dw from the image made channels-last (C = 24, 40: a 16-row
+    # panel spans two taps).
+    "rotated_same_even_kernel": Conv((2, 72, 7, 8), 5, (4, 2), 1, "same"),
     "rotated_dilated_asym": Conv((1, 32, 9, 10), 3, (3, 3), 1, (1, 2, 2, 0), 2),
-    "c32_pad_beyond_kernel": Conv((1, 32, 5, 5), 4, (3, 3), 1, 3),
+    "c72_pad_beyond_kernel": Conv((1, 72, 5, 5), 4, (3, 3), 1, 3),
     "channels_last_c24_stride2_dilated": Conv((2, 24, 11, 10), 6, (3, 3), 2, 1, (2, 1)),
     "channels_last_c8_wide": Conv((2, 8, 4, 37), 5, (3, 5), 1, (1, 2)),
 }
@@ -160,10 +164,12 @@ def takes_direct_path(conv):
     N, C, H, W = conv.x_shape
     (KH, KW), (PT, PB, PL, PR) = conv.kernel, conv.pads
     OH, OW = H + PT + PB - KH + 1, W + PL + PR - KW + 1
-    if (C > 16 or conv.stride != (1, 1) or conv.dilation != (1, 1) or max(KH, KW) > 7
-            or OH * OW > 64 * 64):
+    if (C > 64 or C * KH * KW > 2048 or conv.stride != (1, 1) or conv.dilation != (1, 1)
+            or max(KH, KW) > 7 or OH * OW > 64 * 64):
         return None
     fill = lambda n: n / (-(-n // 16) * 16)  # noqa: E731
+    if C > 16:
+        return "channels"
     return "width" if fill(OW) >= fill(OC := conv.oc) else "channels" if OC else None
 
 
@@ -193,6 +199,12 @@ DIRECT = {
     "direct_channels_k7": Conv((2, 2, 9, 9), 32, (7, 7), 1, 2),
     # Forward over width, dw over channels: lane partials of OC*K > 32768 weights would be big.
     "direct_width_many_weights": Conv((1, 16, 4, 16), 48, (7, 7), 1, 3),
+    # 16 < C <= 64 (K <= 2048 taps): always over channels, OC below, at and above 64.
+    "direct_channels_c17": Conv((2, 17, 5, 9), 20, (3, 3), 1, 1),
+    "direct_channels_c40_k5": Conv((1, 40, 8, 7), 17, (5, 5), 1, 2),
+    "direct_channels_c64": Conv((2, 64, 9, 11), 64, (3, 3), 1, 1),
+    "direct_channels_c64_oc72": Conv((1, 64, 6, 21), 72, (3, 3), 1, (1, 0, 2, 1)),
+    "direct_channels_c48_k5": Conv((1, 48, 7, 9), 20, (5, 5), 1, 2),  # K = 1200 taps
 }
 
 
@@ -202,6 +214,8 @@ def test_direct_cases_reach_the_direct_path():
     assert {k for n, k in kinds.items() if "channels" in n} == {"channels"}
     assert "width" in kinds.values()
     assert takes_direct_path(CASES["stride2_padded"]) is None
+    assert takes_direct_path(CASES["deep_k"]) is None
+    assert takes_direct_path(CASES["rotated_same_even_kernel"]) is None
 
 
 @pytest.mark.parametrize("name", DIRECT)
@@ -394,9 +408,9 @@ def test_conv2d_empty_batch(oc, rng):
     assert_exact(dw, np.zeros(w.shape))
     assert_exact(db, np.zeros(oc))
 
-    wide = Conv((0, 40, 6, 7), 4, (3, 3), 1, 1)  # the GEMM path
+    wide = Conv((0, 72, 6, 7), 4, (3, 3), 1, 1)  # the GEMM path
     assert takes_direct_path(wide) is None
-    x, w = randn(rng, 0, 40, 6, 7), randn(rng, 4, 40, 3, 3)
+    x, w = randn(rng, 0, 72, 6, 7), randn(rng, 4, 72, 3, 3)
     assert wide.forward(x, w, None).shape == (0, 4, 6, 7)
 
 
@@ -543,6 +557,7 @@ def test_im2col_packs_and_direct_kernels_every_tier():
 GROUPED = {
     "g2_direct": Conv((2, 4, 8, 9), 6, (3, 3), 1, 1, 1, 2),
     "g2_alexnet_5x5": Conv((2, 16, 13, 13), 24, (5, 5), 1, 2, 1, 2),
+    "g2_direct_c48_5x5": Conv((1, 96, 9, 8), 40, (5, 5), 1, 2, 1, 2),
     "g2_rotated_channels_last": Conv((1, 96, 9, 9), 64, (3, 3), 1, 1, 1, 2),
     "g2_col2im_channels_last": Conv((2, 48, 7, 7), 10, (3, 3), 2, 1, 1, 2),
     "g2_transposed_stride2": Conv((2, 10, 9, 9), 4, (3, 3), 2, 1, 1, 2),

@@ -56,30 +56,32 @@ void conv_direct_pack_input(float* wt, const float* w, const ConvDirectShape& s)
 // Which direct kernel a pass runs, if any: vectorised over output width or output channels.
 // The direct path (conv2d asks per call) takes every pass of a convolution with few input
 // channels on a small image:
-//   C <= 16, stride 1, no dilation, KH and KW <= 7, and an output plane of at most 64 x 64
-//   (so that an image, its dy and the kernels' scratch stay in L2 across a block's passes).
-// There the GEMM path spends most of its time packing (K = C*KH*KW is short, M = OC small),
-// while the direct kernels read the image in place. Measured (1 thread, N = 64) on the bench
-// shapes it takes, every pass ran faster than on the GEMM path, on every tier: AVX-512 LeNet
-// conv1 3.1-4.4x, conv2 2.5-3x, CIFAR's 3 -> 32 stem 1.5-1.8x, conv1d k3/k5 1.5-1.8x; AVX2
-// 1.04x (conv1d k3's dx) to 3.5x; portable 1.4-5.6x. Larger C was faster in some passes too
-// (CIFAR 32 -> 64 dx 1.6x, VGG 64 -> 64 forward 1.3x) and slower in others (the 32 -> 64 dw
-// 1.9x, a 1x1 of 256 channels 3x), so it stays with the GEMM path.
-// Forward and dw vectorise over output width or over output channels, whichever fills more of
-// 16 lanes (a tie goes to width, which needs no transpose); dx always over input width. dw
-// over width keeps 16 lane partials per weight in each of up to 8 image groups, so it is taken
-// only while those stay within 16 MiB (OC*K <= 32768; LeNet's conv2 has 2400), else dw runs
-// over channels.
+//   C <= 64, K = C*KH*KW <= kConvDirectMaxTaps, stride 1, no dilation, KH and KW <= 7, and an
+//   output plane of at most 64 x 64 (so that an image, its dy and the kernels' scratch stay in
+//   L2 across a block's passes).
+// There the GEMM path spends much of its time packing (M = OC is small, so each packed
+// column of im2col feeds few FMAs), while the direct kernels read the image in place. Measured
+// (1 thread, N = 64) on the bench shapes with C <= 16, every pass ran faster than on the GEMM
+// path, on every tier: AVX-512 LeNet conv1 3.1-4.4x, conv2 2.5-3x, CIFAR's 3 -> 32 stem
+// 1.5-1.8x, conv1d k3/k5 1.5-1.8x; AVX2 1.04x (conv1d k3's dx) to 3.5x; portable 1.4-5.6x.
+// From C = 17 to 64 every pass runs over channels (over width, the 32 -> 64 dw ran 1.9x
+// slower than the GEMM path): AVX-512 VGG 64 -> 64 at 56 x 56, forward 1.15x, dw 1.5x, dx
+// 1.5x (forward+backward 38 -> 27 ms); CIFAR 32 -> 64 at 16 x 16 about even (forward and dx
+// ~1.05-1.15x faster, dw ~1.1x slower); AlexNet conv2's groups (48 -> 128, 5x5: K = 1200) at
+// 27 x 27 forward 1.13x, dw even, dx 1.2x. A 1x1 of 256 channels ran 3x slower: C stays <= 64.
+// For C <= 16, forward and dw vectorise over output width or over output channels, whichever
+// fills more of 16 lanes (a tie goes to width, which needs no transpose); dx always over input
+// width. dw over width keeps 16 lane partials per weight in each of up to 8 image groups, so it
+// is taken only while those stay within 16 MiB (OC*K <= 32768; LeNet's conv2 has 2400), else
+// dw runs over channels.
 ConvDirectPlan conv_direct_plan(int64_t C, int64_t OC, int64_t KH, int64_t KW, int64_t SH,
                                 int64_t SW, int64_t DH, int64_t DW, int64_t OH, int64_t OW) {
-  static_assert(16 * kConvDirectMaxKernel * kConvDirectMaxKernel <= kConvDirectMaxTaps,
-                "the rule admits only convolutions of few enough taps for the kernels");
-  if (C > 16 || SH != 1 || SW != 1 || DH != 1 || DW != 1 || KH > kConvDirectMaxKernel ||
-      KW > kConvDirectMaxKernel || OH * OW > 64 * 64)
+  if (C > 64 || C * KH * KW > kConvDirectMaxTaps || SH != 1 || SW != 1 || DH != 1 ||
+      DW != 1 || KH > kConvDirectMaxKernel || KW > kConvDirectMaxKernel || OH * OW > 64 * 64)
     return {ConvDirectKind::none, ConvDirectKind::none, false};
   auto fill = [](int64_t n) { return static_cast<double>(n) / ((n + 15) / 16 * 16); };
   const ConvDirectKind kind =
-      fill(OW) >= fill(OC) ? ConvDirectKind::width : ConvDirectKind::channels;
+      C <= 16 && fill(OW) >= fill(OC) ? ConvDirectKind::width : ConvDirectKind::channels;
   const bool small_partials = OC * C * KH * KW <= 32768;
   return {kind, small_partials ? kind : ConvDirectKind::channels, true};
 }

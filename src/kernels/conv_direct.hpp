@@ -1,7 +1,7 @@
-// Direct convolution of one image at stride 1, for small layers with few channels (LeNet,
-// CIFAR stems), where the im2col + GEMM lowering spends most of its time packing. The kernels
-// read the (zero-padded) image in place and keep register blocks of outputs, vectorised one of
-// two ways:
+// Direct convolution of one image at stride 1, for layers of at most 64 input channels on
+// small images (LeNet, CIFAR, VGG's 64 -> 64), where the im2col + GEMM lowering spends much of
+// its time packing. The kernels read the (zero-padded) image in place and keep register blocks
+// of outputs, vectorised one of two ways:
 //   over output width ("w"): a vector holds L consecutive pixels of one row; weights are
 //     broadcast. Suits few output channels (LeNet conv1: 6).
 //   over output channels ("oc"): a vector holds L channels of one pixel; input taps are
@@ -65,7 +65,7 @@ constexpr int64_t kConvDirectLanes = 16;
 
 // Limits of the kernels, which conv_direct_plan respects: KH, KW <= 7 and K <= this.
 constexpr int64_t kConvDirectMaxKernel = 7;
-constexpr int64_t kConvDirectMaxTaps = 1024;
+constexpr int64_t kConvDirectMaxTaps = 2048;
 
 // One tier's kernels. Shared operands:
 //   xp  [C, Hp, Wp]  the zero-padded image (x itself when there is no padding); read only at

@@ -1,8 +1,8 @@
 // AVX-512 pack of the forward im2col operand, in blocks of 16 consecutive pixels, each
 // classified once and then read for every kernel tap: inside one output row at stride 1, one
 // load (masked at the image's left/right edge; masked-off lanes neither read nor fault);
-// across two rows, two masked loads; inside one row at stride 2 or 4, contiguous loads and
-// permutes; anything else a masked gather. Twice the width of the AVX2 pack, for the avx512
+// across two rows, two masked loads; at stride 2 or 4, within one row or across two,
+// contiguous loads (masked at the edges) and permutes; anything else a masked gather. Twice the width of the AVX2 pack, for the avx512
 // tier, whose GEMM would otherwise wait on the pack.
 #include <immintrin.h>
 
@@ -25,10 +25,10 @@ using im2col_detail::TapWalker;
 
 // How the 16 pixels of a block lie on the input (see the file head).
 struct Block16 {
-  enum Kind { empty, one_row, one_row_strided, two_rows, scattered } kind;
+  enum Kind { empty, one_row, one_row_strided, two_rows, two_rows_strided, scattered } kind;
   int64_t ohs, ow;         // all but scattered: the first pixel's oh*SH and ow
-  int64_t ohs2, split;     // two_rows: the second row's oh*SH; lanes [0, split) in the first
-  __mmask16 first;         // two_rows: the mask of lanes [0, split)
+  int64_t ohs2, split;     // two_rows*: the second row's oh*SH; lanes [0, split) in the first
+  __mmask16 first;         // two_rows*: the mask of lanes [0, split)
   __m512i lane_ohs, lane_ows;  // scattered, one_row_strided: oh*SH and ow*SW lane by lane
   __mmask16 live;          // scattered, one_row_strided: lanes inside the operand
 };
@@ -47,15 +47,16 @@ CNNKIT_INLINE Block16 block16(const Im2colShape& g, int64_t j0, int lanes) {
     b.kind = Block16::one_row;
     return b;
   }
-  if (lanes == 16 && g.SW == 1 && g.OW >= 16) {
-    b.kind = Block16::two_rows;
+  const bool strided = g.SW == 2 || g.SW == 4;
+  if (lanes == 16 && (g.SW == 1 || strided) && g.OW >= 16 && ow + 16 > g.OW) {
+    b.kind = g.SW == 1 ? Block16::two_rows : Block16::two_rows_strided;
     b.ohs2 = b.ohs + g.SH;
     b.split = g.OW - ow;
     b.first = static_cast<__mmask16>((1u << b.split) - 1);
     return b;
   }
-  b.kind = lanes == 16 && ow + 16 <= g.OW && (g.SW == 2 || g.SW == 4) ? Block16::one_row_strided
-                                                                       : Block16::scattered;
+  b.kind = lanes == 16 && ow + 16 <= g.OW && strided ? Block16::one_row_strided
+                                                      : Block16::scattered;
   alignas(64) int32_t a[16], c[16];
   int64_t h = oh, w = ow;
   for (int t = 0; t < 16; ++t) {
@@ -112,33 +113,71 @@ CNNKIT_INLINE __m512 strided_load16(const float* p, int64_t sw) {
   return _mm512_permutex2var_ps(lo, halves, hi);
 }
 
+// Columns iw, iw + sw, .. iw + 15*sw of a row (sw = 2 or 4), 0 where they fall outside
+// [0, W): masked contiguous loads (clipped_load16), then the permutes of strided_load16.
+CNNKIT_INLINE __m512 strided_clipped16(const float* row, int64_t iw, int64_t W, int64_t sw) {
+  const __m512 z = _mm512_setzero_ps();
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
+                                         30);
+  if (sw == 2)
+    return _mm512_permutex2var_ps(clipped_load16(z, row, iw, W, 0xFFFF), even,
+                                  clipped_load16(z, row, iw + 16, W, 0xFFFF));
+  const __m512i fourth = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20,
+                                           24, 28);
+  const __m512 lo = _mm512_permutex2var_ps(clipped_load16(z, row, iw, W, 0xFFFF), fourth,
+                                           clipped_load16(z, row, iw + 16, W, 0xFFFF));
+  const __m512 hi = _mm512_permutex2var_ps(clipped_load16(z, row, iw + 32, W, 0xFFFF), fourth,
+                                           clipped_load16(z, row, iw + 48, W, 0xFFFF));
+  const __m512i halves = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22,
+                                           23);
+  return _mm512_permutex2var_ps(lo, halves, hi);
+}
+
 template <Block16::Kind K>
 CNNKIT_INLINE __m512 load_tap16(const float* x, const Im2colShape& g, const Tap& t,
-                                const Block16& b) {
+                                const Block16& b, int64_t ahead) {
   if constexpr (K == Block16::empty) {
     return _mm512_setzero_ps();
   } else if constexpr (K == Block16::one_row) {
     const int64_t ih = b.ohs + t.dh, iw = b.ow + t.dw;
     if (ih < 0 || ih >= g.H) return _mm512_setzero_ps();
     const float* row = x + t.plane + ih * g.W;
+    _mm_prefetch(reinterpret_cast<const char*>(row + iw + ahead), _MM_HINT_T0);
     if (iw >= 0 && iw + 16 <= g.W) return _mm512_loadu_ps(row + iw);
     return clipped_load16(_mm512_setzero_ps(), row, iw, g.W, 0xFFFF);
   } else if constexpr (K == Block16::one_row_strided) {
     const int64_t ih = b.ohs + t.dh, iw = b.ow * g.SW + t.dw;
     if (ih < 0 || ih >= g.H) return _mm512_setzero_ps();
-    if (iw >= 0 && iw + 16 * g.SW <= g.W)
-      return strided_load16(x + t.plane + ih * g.W + iw, g.SW);
-    return gather_tap16(x, g, t, b);  // clipped by the padding
+    const float* row = x + t.plane + ih * g.W;
+    for (int64_t i = 0; i < g.SW; ++i)
+      _mm_prefetch(reinterpret_cast<const char*>(row + iw + ahead + 16 * i), _MM_HINT_T0);
+    if (iw >= 0 && iw + 16 * g.SW <= g.W) return strided_load16(row + iw, g.SW);
+    return strided_clipped16(row, iw, g.W, g.SW);  // clipped by the padding
   } else if constexpr (K == Block16::two_rows) {
     // Lane l reads column ow + l + dw of the first row, or l - split + dw of the second.
     __m512 v = _mm512_setzero_ps();
     const int64_t ih1 = b.ohs + t.dh, ih2 = b.ohs2 + t.dh;
+    _mm_prefetch(reinterpret_cast<const char*>(x + t.plane + ih1 * g.W + b.ow + t.dw + ahead),
+                 _MM_HINT_T0);
     if (ih1 >= 0 && ih1 < g.H)
       v = clipped_load16(v, x + t.plane + ih1 * g.W, b.ow + t.dw, g.W, b.first);
     if (ih2 >= 0 && ih2 < g.H)
       v = clipped_load16(v, x + t.plane + ih2 * g.W, t.dw - b.split, g.W,
                          static_cast<__mmask16>(~b.first));
     return v;
+  } else if constexpr (K == Block16::two_rows_strided) {
+    // Lane l reads column (ow + l)*SW + dw of the first row, or (l - split)*SW + dw of the
+    // second.
+    const int64_t ih1 = b.ohs + t.dh, ih2 = b.ohs2 + t.dh;
+    const __m512 v1 = ih1 >= 0 && ih1 < g.H
+                          ? strided_clipped16(x + t.plane + ih1 * g.W, b.ow * g.SW + t.dw, g.W,
+                                              g.SW)
+                          : _mm512_setzero_ps();
+    const __m512 v2 = ih2 >= 0 && ih2 < g.H
+                          ? strided_clipped16(x + t.plane + ih2 * g.W, t.dw - b.split * g.SW,
+                                              g.W, g.SW)
+                          : _mm512_setzero_ps();
+    return _mm512_mask_blend_ps(b.first, v2, v1);
   } else {
     return gather_tap16(x, g, t, b);
   }
@@ -152,6 +191,7 @@ void with_kind16(const Block16& b, F&& f) {
     case B::one_row: return f(std::integral_constant<B::Kind, B::one_row>{});
     case B::one_row_strided: return f(std::integral_constant<B::Kind, B::one_row_strided>{});
     case B::two_rows: return f(std::integral_constant<B::Kind, B::two_rows>{});
+    case B::two_rows_strided: return f(std::integral_constant<B::Kind, B::two_rows_strided>{});
     case B::scattered: return f(std::integral_constant<B::Kind, B::scattered>{});
   }
 }
@@ -170,6 +210,11 @@ bool im2col_pack__avx512(const float* x, const Im2colShape& g, int64_t o0, int64
   // all taps per block at once read hundreds of rows and waited on L2.
   constexpr int64_t kBlockChunk = 32, kTapBlock = 16;
   Block16 desc[kBlockChunk];
+  // The GEMM packs B a few panels (no pixels) at a time, consecutive calls moving on by no
+  // pixels: each load prefetches what the same tap reads two calls later, about this many
+  // floats further into its plane (one call ahead: strided_s2 6.7-6.8 ms, two: 6.3-6.4). Each row is read only briefly per call, too briefly for the
+  // hardware prefetchers (VGG-sized packs stalled on L2/L3 at the loads).
+  const int64_t ahead = 2 * (no / g.OW * g.SH * g.W + no % g.OW * g.SW);
   Tap taps[kTapBlock];
   for (int64_t ba = 0; ba < blocks; ba += kBlockChunk) {
     const int64_t bn = std::min(kBlockChunk, blocks - ba);
@@ -186,7 +231,7 @@ bool im2col_pack__avx512(const float* x, const Im2colShape& g, int64_t o0, int64
         float* d = dst + (p * nk + ka) * width + q * 16;
         with_kind16(desc[b], [&](auto kind) {
           for (int64_t k = 0; k < kn; ++k)
-            _mm512_storeu_ps(d + k * width, load_tap16<kind()>(x, g, taps[k], desc[b]));
+            _mm512_storeu_ps(d + k * width, load_tap16<kind()>(x, g, taps[k], desc[b], ahead));
         });
       }
     }

@@ -7,7 +7,8 @@
 //   input    dx = col2im(wᵀ · dy), or at stride 1 and C >= 32 the forward convolution of dy
 //            with the 180°-rotated, transposed kernel (no col2im)
 //   bias     db[OC] = sums of dy, per image group too
-// Small layers with few input channels (LeNet, CIFAR stems: conv_direct_plan) skip lowering:
+// Stride-1 layers of at most 64 input channels on images of at most 64 x 64 outputs (LeNet,
+// CIFAR, VGG's 64 -> 64: conv_direct_plan) skip lowering:
 // kernels/conv_direct.hpp convolves each image in place, one thread per image, in the same
 // per-image steps and image groups.
 // Small output maps (ResNet's 4x4 and 2x2) fold the batch into the GEMM's N dimension instead
