@@ -1,16 +1,29 @@
 // Linear layer as three GEMMs: forward y = x · W^T (+ b via the epilogue), input gradient
-// dx = dy · W, weight gradient dW = dy^T · x; the bias gradient is the column sum of dy.
+// dx = dy · W, weight gradient dW = dy^T · x; the bias gradient is the column sum of dy. A
+// forward on a few rows (inference on one image) runs dot products instead (kernels/gemv.hpp):
+// the GEMM would pack all of W for them.
 #include "ops/linear.hpp"
 
 #include <vector>
 
 #include "kernels/gemm.hpp"
+#include "kernels/gemv.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
 
 void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t N,
                     int64_t IN, int64_t OUT) {
+  if (N <= kGemvMaxRows && IN > 0) {
+    if (const GemvKernels* k = gemv_kernels(active_simd_tier())) {
+      // Threads own disjoint ranges of outputs, each computed alone: the same bits for any
+      // thread count.
+      parallel_for(OUT, 2 * N * IN * OUT, [=](int64_t o0, int64_t o1, int) {
+        k->linear_rows(y, x, w, b, N, IN, OUT, o0, o1);
+      });
+      return;
+    }
+  }
   GemmEpilogue ep;
   ep.col_bias = b;
   // y [N, OUT] = x [N, IN] · (w [OUT, IN])^T
