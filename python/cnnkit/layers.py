@@ -61,6 +61,19 @@ class Layer:
         self._input_is_scratch = False  # a model sets it: forward may overwrite its input
         self._y_out = None            # the reused array the last forward wrote its output to
 
+    # Bumped whenever any layer's training flag is set, so that a model can tell in O(1) that
+    # none changed since it last set them all (Sequential._Mode).
+    _mode_version = 0
+
+    @property
+    def training(self):
+        return self._training
+
+    @training.setter
+    def training(self, value):
+        self._training = value
+        Layer._mode_version += 1
+
     def forward(self, x):
         raise NotImplementedError
 
