@@ -162,6 +162,27 @@ def test_fit_learns_and_reports_keras_history(rng):
     assert m.history is h
 
 
+def test_fit_batches_are_the_shuffled_rows(rng):
+    # fit gathers each batch into a reused array (np.take with mode="clip"): the same steps as
+    # train_on_batch on the rows of the permutation fit draws, bit for bit
+    x, y = blobs(rng, n=70)
+    models = []
+    for _ in range(2):
+        cnnkit.set_random_seed(3)
+        m = cnnkit.Sequential([L.Linear(8, 16), L.ReLU(), L.Linear(16, 3)])
+        m.compile(optimizer=cnnkit.optim.SGD(learning_rate=0.1, momentum=0.9), loss="cross_entropy")
+        models.append(m)
+    cnnkit.set_random_seed(5)
+    models[0].fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=True)
+    cnnkit.set_random_seed(5)
+    order = cnnkit._random.generator().permutation(len(x))
+    for start in range(0, len(x), 32):
+        idx = order[start:start + 32]
+        models[1].train_on_batch(x[idx], y[idx])
+    for k, v in models[0].state_dict().items():
+        np.testing.assert_array_equal(v, models[1].state_dict()[k], err_msg=k)
+
+
 def test_fit_with_one_hot_labels_and_validation_data(rng):
     x, y = blobs(rng)
     onehot = np.eye(3, dtype=np.float32)[y]

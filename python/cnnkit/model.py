@@ -440,8 +440,11 @@ class Sequential(Container):
                     cbs.on_train_batch_begin(step)
                     idx = order[step * batch_size:(step + 1) * batch_size]
                     xb, yb = xb_buf[:len(idx)], yb_buf[:len(idx)]
-                    np.take(x, idx, axis=0, out=xb)
-                    np.take(y, idx, axis=0, out=yb)
+                    # idx is in range by construction; with mode="raise" (the default) NumPy
+                    # gathers into a temporary and copies it to out: 3x slower (12 us of a
+                    # LeNet-5 step's 1.2 ms, more with the data out of cache)
+                    np.take(x, idx, axis=0, out=xb, mode="clip")
+                    np.take(y, idx, axis=0, out=yb, mode="clip")
                     loss, out = self._step(xb, yb)
                     batch = {"loss": loss}
                     for name, fn in self.metrics:
