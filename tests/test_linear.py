@@ -74,16 +74,18 @@ def test_linear_empty_batch():
     assert_exact(db, np.zeros(3))
 
 
-def test_linear_same_for_one_and_two_threads(rng):
-    x = rng.standard_normal((256, 512)).astype(np.float32)
-    w = rng.standard_normal((300, 512)).astype(np.float32)
-    dy = rng.standard_normal((256, 300)).astype(np.float32)
+@pytest.mark.parametrize("n,i,o", [(256, 512, 300), (64, 400, 120), (64, 120, 84)])
+def test_linear_same_for_one_and_two_threads(n, i, o, rng):
+    # at 2 threads the backward runs dx and dw on one thread each (LeNet's fc1, fc2)
+    x = rng.standard_normal((n, i)).astype(np.float32)
+    w = rng.standard_normal((o, i)).astype(np.float32)
+    dy = rng.standard_normal((n, o)).astype(np.float32)
     before = cnnkit.get_num_threads()
     try:
         runs = []
         for t in (1, 2):
             cnnkit.set_num_threads(t)
-            runs.append((F.linear(x, w, w[0, :300]),) + F.linear_backward(dy, x, w))
+            runs.append((F.linear(x, w, w[0, :o]),) + F.linear_backward(dy, x, w))
     finally:
         cnnkit.set_num_threads(before)
     for a, b in zip(*runs):
