@@ -1,30 +1,37 @@
 """Where one LeNet-5 training step (batch 64) spends its time: each layer's forward and
 backward as the model calls them, the loss and the optimizer, as medians over many steps
-(robust to other work on the machine), plus whole train_on_batch steps.
+(robust to other work on the machine), plus whole train_on_batch steps. --model cifar: the
+CIFAR-style CNN of e2e_vs_torch.py at batch 128 instead.
 
-    python bench/prof_lenet_step.py [--threads 1] [--steps 300]
+    python bench/prof_lenet_step.py [--threads 1] [--steps 300] [--model lenet|cifar]
 """
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
 
 import cnnkit
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_vs_torch import cnnkit_cifar  # noqa: E402
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--model", choices=["lenet", "cifar"], default="lenet")
     args = p.parse_args(argv)
     cnnkit.set_num_threads(args.threads)
     cnnkit.set_random_seed(0)
-    m = cnnkit.models.lenet5()
+    m = cnnkit_cifar() if args.model == "cifar" else cnnkit.models.lenet5()
     m.compile(optimizer=cnnkit.optim.SGD(learning_rate=0.05, momentum=0.9), loss="cross_entropy")
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
-    y = rng.integers(0, 10, 64)
+    x = rng.standard_normal((128, 3, 32, 32) if args.model == "cifar" else (64, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, len(x))
     for _ in range(20):
         m.train_on_batch(x, y)
     clock = time.perf_counter
@@ -72,7 +79,7 @@ def main(argv=None):
         t = clock()
         m.train_on_batch(x, y)
         ts.append(clock() - t)
-    print(f"train_on_batch median {statistics.median(ts) * 1e3:.3f} ms = {64 / statistics.median(ts):,.0f} img/s")
+    print(f"train_on_batch median {statistics.median(ts) * 1e3:.3f} ms = {len(x) / statistics.median(ts):,.0f} img/s")
 
 
 if __name__ == "__main__":

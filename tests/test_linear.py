@@ -15,6 +15,11 @@ CASES = {
     "odd_sizes": ((13, 37), 29),
     "leading_dims": ((2, 3, 17), 11),
     "wide": ((4, 1000), 70),
+    # up to 4 rows: the forward runs dot products (kernels/gemv.hpp), not the GEMM
+    "n1_lenet_fc1": ((1, 400), 120),
+    "n2_tail": ((2, 130), 17),
+    "n3_in_below_vector": ((3, 5), 9),
+    "n5_gemm_again": ((5, 70), 10),
 }
 
 
@@ -69,20 +74,43 @@ def test_linear_empty_batch():
     assert_exact(db, np.zeros(3))
 
 
-def test_linear_same_for_one_and_two_threads(rng):
-    x = rng.standard_normal((256, 512)).astype(np.float32)
-    w = rng.standard_normal((300, 512)).astype(np.float32)
-    dy = rng.standard_normal((256, 300)).astype(np.float32)
+@pytest.mark.parametrize("n,i,o", [(256, 512, 300), (64, 400, 120), (64, 120, 84)])
+def test_linear_same_for_one_and_two_threads(n, i, o, rng):
+    # at 2 threads the backward runs dx and dw on one thread each (LeNet's fc1, fc2)
+    x = rng.standard_normal((n, i)).astype(np.float32)
+    w = rng.standard_normal((o, i)).astype(np.float32)
+    dy = rng.standard_normal((n, o)).astype(np.float32)
     before = cnnkit.get_num_threads()
     try:
         runs = []
         for t in (1, 2):
             cnnkit.set_num_threads(t)
-            runs.append((F.linear(x, w, w[0, :300]),) + F.linear_backward(dy, x, w))
+            runs.append((F.linear(x, w, w[0, :o]),) + F.linear_backward(dy, x, w))
     finally:
         cnnkit.set_num_threads(before)
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_linear_few_rows_same_for_one_and_two_threads_and_close_to_gemm(n, rng):
+    # 2 * n * 515 * 301 flops: enough work for two threads to split the outputs
+    x = rng.standard_normal((n, 515)).astype(np.float32)
+    w = rng.standard_normal((301, 515)).astype(np.float32)
+    b = rng.standard_normal(301).astype(np.float32)
+    before = cnnkit.get_num_threads()
+    try:
+        runs = []
+        for t in (1, 2):
+            cnnkit.set_num_threads(t)
+            runs.append(F.linear(x, w, b))
+    finally:
+        cnnkit.set_num_threads(before)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    # the rows inside a batch large enough for the GEMM: the same up to rounding
+    batch = np.concatenate([x, np.zeros((16, 515), np.float32)])
+    scale = ref.linear(abs(x), abs(w), abs(b))
+    assert_scaled_close(runs[0], F.linear(batch, w, b)[:n], scale, what="y")
 
 
 @needs_torch

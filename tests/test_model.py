@@ -162,6 +162,27 @@ def test_fit_learns_and_reports_keras_history(rng):
     assert m.history is h
 
 
+def test_fit_batches_are_the_shuffled_rows(rng):
+    # fit gathers each batch into a reused array (np.take with mode="clip"): the same steps as
+    # train_on_batch on the rows of the permutation fit draws, bit for bit
+    x, y = blobs(rng, n=70)
+    models = []
+    for _ in range(2):
+        cnnkit.set_random_seed(3)
+        m = cnnkit.Sequential([L.Linear(8, 16), L.ReLU(), L.Linear(16, 3)])
+        m.compile(optimizer=cnnkit.optim.SGD(learning_rate=0.1, momentum=0.9), loss="cross_entropy")
+        models.append(m)
+    cnnkit.set_random_seed(5)
+    models[0].fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=True)
+    cnnkit.set_random_seed(5)
+    order = cnnkit._random.generator().permutation(len(x))
+    for start in range(0, len(x), 32):
+        idx = order[start:start + 32]
+        models[1].train_on_batch(x[idx], y[idx])
+    for k, v in models[0].state_dict().items():
+        np.testing.assert_array_equal(v, models[1].state_dict()[k], err_msg=k)
+
+
 def test_fit_with_one_hot_labels_and_validation_data(rng):
     x, y = blobs(rng)
     onehot = np.eye(3, dtype=np.float32)[y]
@@ -201,6 +222,28 @@ def test_modes_switch_automatically_and_are_restored(rng):
     assert m.training
     a, b = m.forward(x), m.forward(x)  # by hand, in training mode: dropout differs
     assert not np.array_equal(a, b)
+
+
+def test_modes_set_on_single_layers_are_still_switched(rng, monkeypatch):
+    # predict skips switching modes when nothing changed since the model set them all, but a
+    # layer switched on its own (or in a nested block) is still put in evaluation mode.
+    x = rng.standard_normal((16, 8)).astype(np.float32)
+    inner = cnnkit.Sequential([L.Dropout(0.5)])
+    m = cnnkit.Sequential([L.Linear(8, 8), L.Dropout(0.5), inner, L.Linear(8, 3)]).eval()
+    want = m.predict(x)
+    for layer in (m.layers[1], inner.layers[0]):
+        layer.train()
+        np.testing.assert_array_equal(m.predict(x), want)
+        assert not layer.training  # the model's mode, restored
+    calls = []
+    monkeypatch.setattr(L.Layer, "train", lambda self, mode=True: calls.append(self) or self)
+    np.testing.assert_array_equal(m.predict(x), want)
+    # (batches of up to 4 rows run linear as dot products: the same up to rounding)
+    np.testing.assert_allclose(m.predict(x[:3], batch_size=2), want[:3], rtol=1e-5, atol=1e-6)
+    assert calls == []  # already in evaluation mode throughout: nothing to switch
+    out = m.predict(x[:1])
+    out[...] = 7  # one batch: still a fresh array
+    np.testing.assert_allclose(m.predict(x[:1]), want[:1], rtol=1e-5, atol=1e-6)
 
 
 def test_predict_matches_forward_for_any_batch_size(rng):

@@ -26,9 +26,12 @@ def worst(got, want, scale):
 
 x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((37, 70), (19, 70), (19,)))
 lin = worst(F.linear(x, w, b), ref.linear(x, w, b), np.abs(x) @ np.abs(w).T + np.abs(b))
+for n in (1, 3):  # a few rows: dot products instead of the GEMM (kernels/gemv.hpp)
+    lin = max(lin, worst(F.linear(x[:n], w, b), ref.linear(x[:n], w, b), np.abs(x[:n]) @ np.abs(w).T + np.abs(b)))
 xi = rng.integers(-4, 5, (9, 33)).astype(np.float32)
 wi = rng.integers(-4, 5, (17, 33)).astype(np.float32)
-lin_exact = bool(np.array_equal(F.linear(xi, wi), ref.linear(xi, wi)))
+lin_exact = bool(np.array_equal(F.linear(xi, wi), ref.linear(xi, wi))
+                 and np.array_equal(F.linear(xi[:2], wi), ref.linear(xi[:2], wi)))
 
 x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
 w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
