@@ -225,8 +225,9 @@ def test_modes_switch_automatically_and_are_restored(rng):
 
 
 def test_modes_set_on_single_layers_are_still_switched(rng, monkeypatch):
-    # predict skips switching modes when nothing changed since the model set them all, but a
-    # layer switched on its own (or in a nested block) is still put in evaluation mode.
+    # predict switches only the layers whose forward depends on the mode, and only those not
+    # in evaluation mode already: a layer switched on its own (or in a nested block) is run in
+    # evaluation mode, then gets its own mode back.
     x = rng.standard_normal((16, 8)).astype(np.float32)
     inner = cnnkit.Sequential([L.Dropout(0.5)])
     m = cnnkit.Sequential([L.Linear(8, 8), L.Dropout(0.5), inner, L.Linear(8, 3)]).eval()
@@ -234,13 +235,22 @@ def test_modes_set_on_single_layers_are_still_switched(rng, monkeypatch):
     for layer in (m.layers[1], inner.layers[0]):
         layer.train()
         np.testing.assert_array_equal(m.predict(x), want)
-        assert not layer.training  # the model's mode, restored
+        assert layer.training  # its own mode, given back
+        layer.eval()
     calls = []
     monkeypatch.setattr(L.Layer, "train", lambda self, mode=True: calls.append(self) or self)
     np.testing.assert_array_equal(m.predict(x), want)
     # (batches of up to 4 rows run linear as dot products: the same up to rounding)
     np.testing.assert_allclose(m.predict(x[:3], batch_size=2), want[:3], rtol=1e-5, atol=1e-6)
     assert calls == []  # already in evaluation mode throughout: nothing to switch
+    monkeypatch.undo()
+    m.train()
+    switched = []
+    monkeypatch.setattr(L.Dropout, "training", property(lambda self: self.__dict__["_training"],
+                        lambda self, v: switched.append(v) or self.__dict__.__setitem__("_training", v)))
+    np.testing.assert_array_equal(m.predict(x), want)
+    assert switched == [False, False, True, True]  # the two dropouts only, there and back
+    assert m.training and m.layers[0].training and inner.layers[0].training
     out = m.predict(x[:1])
     out[...] = 7  # one batch: still a fresh array
     np.testing.assert_allclose(m.predict(x[:1]), want[:1], rtol=1e-5, atol=1e-6)

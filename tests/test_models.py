@@ -306,3 +306,25 @@ def test_resnet_small_matches_torch_in_training_and_evaluation(rng):
     with torch.no_grad():
         expected = theirs(torch.from_numpy(x).double()).numpy()
     np.testing.assert_allclose(ours.predict(x), expected, rtol=1e-3, atol=1e-4)
+
+
+def test_predict_runs_batch_norm_in_evaluation_mode_and_changes_no_statistics(rng):
+    """predict on a model in training mode (as after fit) switches the batch norms inside
+    residual blocks and their projections, leaves their running statistics alone and gives
+    every layer its mode back."""
+    cnnkit.set_random_seed(2)
+    m = models.resnet_small(widths=(4, 8, 8), blocks_per_stage=(1, 1, 1))
+    x = rng.standard_normal((6, 1, 28, 28)).astype(np.float32)
+    before = m.state_dict()
+    assert m.training
+    got = m.predict(x)
+    assert m.training and all(layer.training for layer in cnnkit.containers.leaves(m))
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    m.eval()
+    np.testing.assert_array_equal(m.predict(x), got)
+    m.train()
+    m.compile(optimizer="sgd", loss="cross_entropy")
+    m.train_on_batch(x, rng.integers(0, 10, 6))  # training mode again: statistics move
+    assert not np.array_equal(m.state_dict()["0.weight"], before["0.weight"])
+    assert not np.array_equal(m.state_dict()["1.running_mean"], before["1.running_mean"])

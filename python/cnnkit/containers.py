@@ -24,6 +24,10 @@ class Container(Layer):
     def named_children(self):
         return list(self._children)
 
+    # Bumped whenever any container gains, loses or replaces a child, so that a model can
+    # cache what it found by walking its tree (Sequential._mode_leaves).
+    _structure_version = 0
+
     def _adopt(self, name, layer):
         if not isinstance(layer, Layer):
             raise TypeError(f"{type(self).__name__}: expected a cnnkit Layer, got {type(layer).__name__}")
@@ -34,6 +38,7 @@ class Container(Layer):
         if not self.trainable:
             layer.trainable = False
         self._children.append((name, layer))
+        Container._structure_version += 1
 
     # Settings that apply to everything inside.
     def _propagate(self, attr, value):

@@ -63,9 +63,10 @@ class Layer:
         self._input_is_scratch = False  # a model sets it: forward may overwrite its input
         self._y_out = None            # the reused array the last forward wrote its output to
 
-    # Bumped whenever any layer's training flag is set, so that a model can tell in O(1) that
-    # none changed since it last set them all (Sequential._Mode).
-    _mode_version = 0
+    # Whether forward behaves differently in training and evaluation mode: what predict and
+    # fit switch (Sequential._Mode). True unless a layer class says otherwise, so a user's
+    # subclass reading self.training is always switched.
+    _mode_dependent = True
 
     @property
     def training(self):
@@ -74,7 +75,6 @@ class Layer:
     @training.setter
     def training(self, value):
         self._training = value
-        Layer._mode_version += 1
 
     def forward(self, x):
         raise NotImplementedError
@@ -227,6 +227,8 @@ class _Conv(Layer):
     """forward and backward shared by Conv2d and Conv1d: the core functions and the input
     layout are class attributes."""
 
+    _mode_dependent = False
+
     _layout = None
     _core_forward = _core_backward = None
 
@@ -345,6 +347,8 @@ class Conv1d(_Conv):
 
 class _Pool(Layer):
     """Shared argument handling of the pooling layers (n spatial dimensions)."""
+
+    _mode_dependent = False
 
     ndim = 2
 
@@ -477,6 +481,8 @@ class AvgPool1d(AvgPool2d):
 class GlobalAvgPool2d(Layer):
     """Mean over each feature map: (N, C, H, W) -> (N, C)."""
 
+    _mode_dependent = False
+
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"GlobalAvgPool2d expected input shape (C, H, W), got {tuple(input_shape)}")
@@ -495,6 +501,8 @@ class GlobalAvgPool2d(Layer):
 
 class Linear(Layer):
     """y = x W^T + b with W (out_features, in_features); x (N, in_features)."""
+
+    _mode_dependent = False
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
@@ -534,6 +542,8 @@ class Linear(Layer):
 
 class _Activation(Layer):
     """Elementwise activation whose derivative is a function of its output."""
+
+    _mode_dependent = False
 
     _forward = _backward = None
     _needs_output = True
@@ -575,6 +585,8 @@ class Tanh(_Activation):
 class Softmax(Layer):
     """Softmax along axis (default: the last, the classes of a (N, K) input)."""
 
+    _mode_dependent = False
+
     _needs_output = True
 
     def __init__(self, axis=-1):
@@ -600,6 +612,8 @@ class Softmax(Layer):
 
 class Flatten(Layer):
     """Flattens dims start_dim..end_dim (PyTorch's defaults: all but the batch)."""
+
+    _mode_dependent = False
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
@@ -786,6 +800,8 @@ class LocallyConnected2d(Layer):
     like a convolution with fan_in = in_channels * KH * KW.
     """
 
+    _mode_dependent = False
+
     def __init__(self, in_channels, out_channels, kernel_size, input_size, stride=1, padding=0, bias=True,
                  position_bias=True):
         super().__init__()
@@ -886,6 +902,8 @@ class AdaptiveAvgPool2d(Layer):
     or (OH, OW) whose None entries keep the input's size; 1 gives global average pooling with
     an (N, C, 1, 1) output."""
 
+    _mode_dependent = False
+
     def __init__(self, output_size):
         super().__init__()
         op = type(self).__name__
@@ -926,6 +944,8 @@ class AdaptiveAvgPool2d(Layer):
 class ZeroPad2d(Layer):
     """Zero padding of (N, C, H, W), PyTorch's ZeroPad2d: padding an int for every side or
     (left, right, top, bottom); a negative pad crops."""
+
+    _mode_dependent = False
 
     def __init__(self, padding):
         super().__init__()
