@@ -33,6 +33,7 @@
 #include "kernels/gemm.hpp"
 #include "kernels/im2col.hpp"
 #include "ops/conv2d_batched.hpp"
+#include "ops/conv2d_phase.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -541,6 +542,10 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b,
   // --- small output maps: the batch folded into the GEMM (ops/conv2d_batched.hpp) ---
   if (conv2d_batched_applies(sg))
     return conv2d_forward_batched(y, x, w, b, s, ws.buffer(kSlotCol, conv2d_batched_scratch(s)));
+  // ---
+  // --- large strided kernels (AlexNet conv1): phase-split images (ops/conv2d_phase.hpp) ---
+  if (conv2d_phase_applies(sg))
+    return conv2d_forward_phase(y, x, w, b, s, ws.buffer(kSlotCol, conv2d_phase_scratch(s)));
   // ---
   const int64_t P = s.OH * s.OW, xs = s.C * s.H * s.W, ys = s.OC * P;
   const int64_t xg = sg.C * s.H * s.W, yg = sg.OC * P, wg = sg.OC * sg.C * s.KH * s.KW;
