@@ -1,53 +1,71 @@
 // AVX-512 variants of the phase-split im2col (kernels/im2col_phase.hpp). The split (SW == 4)
-// pads a row into a scratch line and deinterleaves 64 floats at a time with permutes; the pack
+// loads 64 padded columns of a row (masked at the image's edges) and deinterleaves them into
+// their 4 phases with 8 permutes; the pack
 // reads 16 pixels per load, with two masked loads for a block that wraps onto the next output
 // row (the planes are padded, so no lane is ever clipped).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <vector>
 
 #include "kernels/im2col_phase.hpp"
 
 namespace cnnkit {
 
+namespace {
+
+// Columns iw .. iw+15 of a row, 0 outside [0, W); the address is formed without pointer
+// arithmetic out of the row, and masked-off lanes are neither read nor fault.
+inline __m512 clipped_row16(const float* row, int64_t iw, int64_t W) {
+  if (iw >= 0 && iw + 16 <= W) return _mm512_loadu_ps(row + iw);
+  const int64_t lo = std::clamp<int64_t>(-iw, 0, 16), hi = std::clamp<int64_t>(W - iw, 0, 16);
+  if (hi <= lo) return _mm512_setzero_ps();
+  const auto m = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
+  const auto addr = reinterpret_cast<const float*>(reinterpret_cast<std::uintptr_t>(row) +
+                                                   static_cast<std::uintptr_t>(iw * 4));
+  return _mm512_maskz_loadu_ps(m, addr);
+}
+
+}  // namespace
+
 bool im2col_phase_split__avx512(float* xq, const float* x, const Im2colShape& g,
                                 const Im2colPhaseGeometry& q) {
   if (g.SW != 4) return false;
-  const int64_t Wq = q.Wq, line_len = (4 * Wq + 63) / 64 * 64;
-  std::vector<float> line(static_cast<size_t>(line_len), 0.0f);
-  // Columns of the padded row (iwp) that come from the image: [PL, PL + W) clipped to 4*Wq.
-  const int64_t lo = std::min(g.PL, 4 * Wq), hi = std::min(g.PL + g.W, 4 * Wq);
-  const __m512i fourth = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20,
-                                           24, 28);
-  const __m512i halves = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22,
-                                           23);
-  const __m512i one = _mm512_set1_epi32(1);
+  const int64_t Wq = q.Wq, plane = q.Hq * Wq;
+  // Two rounds of two-source permutes deinterleave 64 padded columns into their 4 phases:
+  // first each pair of vectors into (phase 0 | phase 1) and (phase 2 | phase 3) halves, then
+  // the halves of the two pairs joined.
+  const __m512i even = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25,
+                                         29);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(2));
+  const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t ihp = 0; ihp < q.Hq; ++ihp) {
       const int64_t ih = ihp - g.PT;
-      float* d0 = xq + (c * 4 * q.Hq + ihp) * Wq;  // phase r at d0 + r * Hq * Wq
+      float* d = xq + c * 4 * plane + ihp * Wq;  // phase r at d + r * plane
       if (ih < 0 || ih >= g.H) {
-        for (int64_t r = 0; r < 4; ++r) std::fill(d0 + r * q.Hq * Wq, d0 + r * q.Hq * Wq + Wq, 0.0f);
+        for (int64_t r = 0; r < 4; ++r) std::fill(d + r * plane, d + r * plane + Wq, 0.0f);
         continue;
       }
-      if (hi > lo) std::copy(x + (c * g.H + ih) * g.W, x + (c * g.H + ih) * g.W + (hi - lo),
-                             line.data() + lo);
+      const float* row = x + (c * g.H + ih) * g.W;
       for (int64_t m = 0; m < Wq; m += 16) {
-        const float* p = line.data() + 4 * m;
-        const __m512 v0 = _mm512_loadu_ps(p), v1 = _mm512_loadu_ps(p + 16),
-                     v2 = _mm512_loadu_ps(p + 32), v3 = _mm512_loadu_ps(p + 48);
+        const int64_t iw = 4 * m - g.PL;
+        const __m512 v0 = clipped_row16(row, iw, g.W), v1 = clipped_row16(row, iw + 16, g.W),
+                     v2 = clipped_row16(row, iw + 32, g.W), v3 = clipped_row16(row, iw + 48, g.W);
+        const __m512 t0 = _mm512_permutex2var_ps(v0, even, v1);
+        const __m512 t1 = _mm512_permutex2var_ps(v0, odd, v1);
+        const __m512 t2 = _mm512_permutex2var_ps(v2, even, v3);
+        const __m512 t3 = _mm512_permutex2var_ps(v2, odd, v3);
         const __mmask16 keep =
             Wq - m >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (Wq - m)) - 1);
-        __m512i idx = fourth;
-        for (int64_t r = 0; r < 4; ++r) {
-          const __m512 a = _mm512_permutex2var_ps(v0, idx, v1);
-          const __m512 b = _mm512_permutex2var_ps(v2, idx, v3);
-          _mm512_mask_storeu_ps(d0 + r * q.Hq * Wq + m, keep,
-                                _mm512_permutex2var_ps(a, halves, b));
-          idx = _mm512_add_epi32(idx, one);
-        }
+        _mm512_mask_storeu_ps(d + m, keep, _mm512_permutex2var_ps(t0, lo, t2));
+        _mm512_mask_storeu_ps(d + plane + m, keep,
+                              _mm512_permutex2var_ps(t0, hi, t2));
+        _mm512_mask_storeu_ps(d + 2 * plane + m, keep,
+                              _mm512_permutex2var_ps(t1, lo, t3));
+        _mm512_mask_storeu_ps(d + 3 * plane + m, keep,
+                              _mm512_permutex2var_ps(t1, hi, t3));
       }
     }
   return true;
@@ -81,10 +99,17 @@ bool im2col_phase_pack__avx512(const float* xq, const Im2colShape& g,
     d.m2 = static_cast<__mmask16>(((1u << lanes) - 1) & ~((1u << split) - 1));
     d.whole = lanes == 16 && split == 16;
   }
-  int64_t kw = k0 % g.KW, kh = k0 / g.KW % g.KH, c = k0 / g.KW / g.KH;
+  // Offset of tap kw from its (c, kh) row of phase 0 (no divisions in the tap loop).
+  constexpr int64_t kMaxKW = 64;
+  if (g.KW > kMaxKW) return false;
+  int64_t kw_off[kMaxKW];
+  for (int64_t t = 0; t < g.KW; ++t)
+    kw_off[t] = t * g.DW % g.SW * q.Hq * q.Wq + t * g.DW / g.SW;
+  int64_t kw = k0 % g.KW, kh = k0 / g.KW % g.KH;
+  const int64_t c = k0 / g.KW / g.KH;
+  const float* row = xq + (c * g.SW * q.Hq + kh * g.DH) * q.Wq;  // (c, kh) in phase 0
   for (int64_t k = 0; k < nk; ++k) {
-    const int64_t r = kw * g.DW % g.SW, s = kw * g.DW / g.SW;
-    const float* base = xq + ((c * g.SW + r) * q.Hq + kh * g.DH) * q.Wq + s;
+    const float* base = row + kw_off[kw];
     for (int64_t b = 0; b < blocks; ++b) {
       const Block& d = desc[b];
       float* out = dst + ((b / groups) * nk + k) * width + b % groups * 16;
@@ -94,16 +119,17 @@ bool im2col_phase_pack__avx512(const float* xq, const Im2colShape& g,
       } else {
         // Masked-off lanes are neither read nor fault; the addresses stay inside xq's plane
         // rows except for off2's start, formed as an integer.
-        v = _mm512_maskz_loadu_ps(d.m1, base + d.off1);
         const auto a2 = reinterpret_cast<const float*>(
             reinterpret_cast<std::uintptr_t>(base) + static_cast<std::uintptr_t>(d.off2 * 4));
+        v = _mm512_maskz_loadu_ps(d.m1, base + d.off1);
         v = _mm512_mask_loadu_ps(v, d.m2, a2);
       }
       _mm512_storeu_ps(out, v);
     }
     if (++kw == g.KW) {
       kw = 0;
-      if (++kh == g.KH) kh = 0, ++c;
+      row += g.DH * q.Wq;
+      if (++kh == g.KH) kh = 0, row += (g.SW * q.Hq - g.KH * g.DH) * q.Wq;
     }
   }
   return true;
