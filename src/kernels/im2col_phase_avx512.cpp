@@ -76,6 +76,7 @@ struct Block {
   int64_t off1, off2;  // plane offsets of lane 0 in the first row and (minus split) the next
   __mmask16 m1, m2;    // lanes read from each
   bool whole;          // 16 lanes in one output row: one plain load
+  int64_t dst;         // its tap-0 lanes in the packed panels
 };
 }  // namespace
 
@@ -98,6 +99,7 @@ bool im2col_phase_pack__avx512(const float* xq, const Im2colShape& g,
     d.m1 = static_cast<__mmask16>((1u << split) - 1);
     d.m2 = static_cast<__mmask16>(((1u << lanes) - 1) & ~((1u << split) - 1));
     d.whole = lanes == 16 && split == 16;
+    d.dst = b / groups * nk * width + b % groups * 16;
   }
   // Offset of tap kw from its (c, kh) row of phase 0 (no divisions in the tap loop).
   constexpr int64_t kMaxKW = 64;
@@ -112,7 +114,7 @@ bool im2col_phase_pack__avx512(const float* xq, const Im2colShape& g,
     const float* base = row + kw_off[kw];
     for (int64_t b = 0; b < blocks; ++b) {
       const Block& d = desc[b];
-      float* out = dst + ((b / groups) * nk + k) * width + b % groups * 16;
+      float* out = dst + d.dst + k * width;
       __m512 v;
       if (d.whole) {
         v = _mm512_loadu_ps(base + d.off1);
