@@ -28,7 +28,8 @@ PHASE = {
 
 
 def takes_phase_path(conv):
-    """conv2d_phase_applies, restated."""
+    """conv2d_phase_applies, restated (its shape conditions; the avx2 tier keeps the im2col
+    path, which these cases then test there)."""
     (KH, KW), (PT, PB, PL, PR) = conv.kernel, conv.pads
     SW, DW = conv.stride[1], conv.dilation[1]
     OW = ref.conv2d_out_size(conv.x_shape[3], KW, SW, PL, PR, DW)

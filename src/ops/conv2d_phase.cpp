@@ -4,6 +4,7 @@
 #include "kernels/gemm.hpp"
 #include "kernels/im2col.hpp"
 #include "kernels/im2col_phase.hpp"
+#include "kernels/simd.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -29,9 +30,12 @@ int phase_threads(const Conv2dShape& s) {
 }  // namespace
 
 bool conv2d_phase_applies(const Conv2dShape& sg) {
-  // Measured on AlexNet conv1 (11x11 stride 4, 1 thread, avx512). Strides 3 and up with a
-  // kernel wider than the stride: each input value then feeds several taps of a row.
-  return sg.SW >= 3 && sg.KW > sg.SW && sg.OW >= 16 && sg.G == 1;
+  // Strides 3 and up with a kernel wider than the stride: each input value then feeds several
+  // taps of a row. Not on the avx2 tier, which has no vector split or pack of its own here:
+  // AlexNet conv1 (1 thread) ran 13.0 ms on its im2col pack, 14.4 on the portable phase pack
+  // (avx512: 7.2 -> 5.6-5.8 ms; portable: 40.5 -> 36.7 ms).
+  return active_simd_tier() != SimdTier::avx2 && sg.SW >= 3 && sg.KW > sg.SW && sg.OW >= 16 &&
+         sg.G == 1;
 }
 
 int64_t conv2d_phase_scratch(const Conv2dShape& s) {
