@@ -43,7 +43,8 @@ class Im2colPhaseOperand final : public GemmOperand {
 };
 
 // AVX-512 variants (im2col_phase_avx512.cpp); false, writing nothing, for what they do not
-// handle (split: SW != 4; pack: width not a multiple of 16, OW < 16).
+// handle (split: SW != 4; pack: width not a multiple of 16, OW < 16, KW > 64, or more than
+// 64 blocks of 16 pixels in one call), which then take the portable code.
 bool im2col_phase_split__avx512(float* xq, const float* x, const Im2colShape& g,
                                 const Im2colPhaseGeometry& q);
 bool im2col_phase_pack__avx512(const float* xq, const Im2colShape& g,
