@@ -1,11 +1,12 @@
 // conv2d with the batch folded into the GEMM's N dimension, for small output maps (see
 // conv2d_batched.hpp). The batch runs in chunks of nb images fixed by the shape (col capped at
 // kMaxColFloats), each group of a grouped convolution in turn; within a chunk:
-//   col [K, nb*P]  (K = C/G*KH*KW, P = OH*OW; column n*P + j: pixel j of image n) from x
-//            (the forward packs it straight from a zero-padded copy of x: PaddedIm2colOperand)
+//   col [K, nb*P]  (K = C/G*KH*KW, P = OH*OW; column n*P + j: pixel j of image n) of x, never
+//            materialised: the GEMMs pack it from a zero-padded copy of x (PaddedIm2colOperand)
 //   forward  yt [OC/G, nb*P] = w_g · col + b_g (the GEMM's row-bias epilogue), scattered to y
 //   backward dyt [OC/G, nb*P] gathered from dy; dw_g (+)= dyt · colᵀ (chunk 0 overwrites,
-//            later chunks add in chunk order); col reused for dcol = w_gᵀ · dyt, then col2im.
+//            later chunks add in chunk order, B = colᵀ packed from xpad); the scratch of xpad
+//            then holds dcol = w_gᵀ · dyt, materialised for col2im.
 // Threads: each GEMM spreads over the threads itself, splitting C tiles with the same K order
 // on every thread; the gathers and scatters split rows or (image, channel) planes that each
 // write disjoint floats in a fixed order. So every result is the same for any thread count.
@@ -41,39 +42,8 @@ int64_t chunk_images(const Conv2dShape& s) {
   return std::clamp<int64_t>(kMaxColFloats / per_image, 1, std::max<int64_t>(s.N, 1));
 }
 
-// col [K, ld] columns [0, nb*P) = im2col of the nb images x [nb, C, H, W] (image stride xs; C,
-// kernel, stride, padding from s, one group's shape), image n in columns n*P .. n*P+P-1.
-// Threads take rows of whole input channels.
-void im2col_batched(float* col, int64_t ld, const float* x, int64_t xs, int64_t nb,
-                    const Conv2dShape& s) {
-  const int64_t C = s.C / s.G, P = s.OH * s.OW;
-  parallel_for(C, col_rows(s) * nb * P, [&](int64_t c0, int64_t c1, int) {
-    for (int64_t c = c0; c < c1; ++c)
-      for (int64_t kh = 0; kh < s.KH; ++kh)
-        for (int64_t kw = 0; kw < s.KW; ++kw) {
-          float* row = col + ((c * s.KH + kh) * s.KW + kw) * ld;
-          for (int64_t n = 0; n < nb; ++n) {
-            const float* xc = x + n * xs + c * s.H * s.W;
-            float* dst = row + n * P;
-            for (int64_t oh = 0; oh < s.OH; ++oh) {
-              const int64_t ih = oh * s.SH - s.PT + kh * s.DH;
-              float* d = dst + oh * s.OW;
-              if (ih < 0 || ih >= s.H) {
-                std::fill(d, d + s.OW, 0.0f);
-                continue;
-              }
-              for (int64_t ow = 0; ow < s.OW; ++ow) {
-                const int64_t iw = ow * s.SW - s.PL + kw * s.DW;
-                d[ow] = iw >= 0 && iw < s.W ? xc[ih * s.W + iw] : 0.0f;
-              }
-            }
-          }
-        }
-  });
-}
-
 // dx [nb, C, H, W] (image stride xs) overwritten with col2im of dcol [K, ld] (the layout of
-// im2col_batched): the adjoint of im2col. Threads take (image, channel) planes; each element
+// PaddedIm2colOperand's col): the adjoint of im2col. Threads take (image, channel) planes; each element
 // receives its terms in a fixed order (kh, kw, then pixel).
 void col2im_batched(float* dx, int64_t xs, const float* dcol, int64_t ld, int64_t nb,
                     const Conv2dShape& s) {
@@ -127,9 +97,10 @@ class PaddedIm2colOperand final : public GemmOperand {
  public:
   // x: nb images (stride xs) of the group's channels; buf: implicit_floats(s, nb) floats,
   // 8-byte aligned.
+  // transposed: colᵀ instead, X(o = row r, k = column n*P + j), the weight gradient's B.
   PaddedIm2colOperand(const float* x, int64_t xs, int64_t nb, const Conv2dShape& s,
-                      float* buf)
-      : s_(s), pg_(pad_geom(s)), ld_(nb * s.OH * s.OW) {
+                      float* buf, bool transposed = false)
+      : s_(s), pg_(pad_geom(s)), ld_(nb * s.OH * s.OW), transposed_(transposed) {
     const int64_t C = s.C / s.G, HWp = pg_.Hp * pg_.Wp;
     xpad_ = buf;
     ofs_ = reinterpret_cast<int64_t*>(buf + xpad_floats(s, nb));
@@ -161,6 +132,22 @@ class PaddedIm2colOperand final : public GemmOperand {
             float* dst) const override {
     const int64_t panels = (no + width - 1) / width, taps = s_.KH * s_.KW;
     const int64_t HWp = pg_.Hp * pg_.Wp;
+    if (transposed_) {
+      // Panel p, lane rr: row o0 + p*width + rr of col along columns k0 .. k0+nk-1.
+      for (int64_t p = 0; p < panels; ++p) {
+        float* d = dst + p * nk * width;
+        const int64_t oa = o0 + p * width, len = std::min<int64_t>(width, o0 + no - oa);
+        for (int64_t rr = 0; rr < len; ++rr) {
+          const int64_t r = oa + rr;
+          const float* xc = xpad_ + r / taps * HWp;
+          const int64_t* of = ofs_ + r % taps * ld_ + k0;
+          for (int64_t k = 0; k < nk; ++k) d[k * width + rr] = xc[of[k]];
+        }
+        for (int64_t rr = len; rr < width; ++rr)
+          for (int64_t k = 0; k < nk; ++k) d[k * width + rr] = 0.0f;
+      }
+      return;
+    }
     for (int64_t k = 0; k < nk; ++k) {
       const int64_t r = k0 + k;
       const float* xc = xpad_ + r / taps * HWp;
@@ -179,6 +166,7 @@ class PaddedIm2colOperand final : public GemmOperand {
   Conv2dShape s_;
   PadGeom pg_;
   int64_t ld_;
+  bool transposed_;
   float* xpad_;
   int64_t* ofs_;
 };
@@ -238,17 +226,16 @@ void conv2d_backward_batched(float* dx, float* dw, const float* dy, const float*
                              const float* w, const Conv2dShape& s, float* scratch) {
   const int64_t K = col_rows(s), OCg = s.OC / s.G, Cg = s.C / s.G, P = s.OH * s.OW;
   const int64_t xs = s.C * s.H * s.W, ys = s.OC * P, nbmax = chunk_images(s);
-  float* col = scratch;
-  float* dyt = scratch + K * nbmax * P;
+  float* col = scratch;  // xpad and the offset table for dw, then col for dx
+  float* dyt = scratch + std::max(K * nbmax * P, implicit_floats(s, nbmax));
   for (int64_t n0 = 0; n0 < s.N; n0 += nbmax) {
     const int64_t nb = std::min(nbmax, s.N - n0), ld = nb * P;
     for (int64_t g = 0; g < s.G; ++g) {
       fold(dyt, ld, dy + n0 * ys + g * OCg * P, ys, OCg, nb, P);
-      if (dw) {
-        im2col_batched(col, ld, x + n0 * xs + g * Cg * s.H * s.W, xs, nb, s);
-        gemm(OCg, K, ld, 1.0f, gemm_a(dyt, ld, false), gemm_b(col, ld, true),
+      if (dw)
+        gemm(OCg, K, ld, 1.0f, gemm_a(dyt, ld, false),
+             PaddedIm2colOperand(x + n0 * xs + g * Cg * s.H * s.W, xs, nb, s, col, true),
              n0 == 0 ? 0.0f : 1.0f, dw + g * OCg * K, K);
-      }
       if (dx) {
         gemm(K, ld, OCg, 1.0f, gemm_a(w + g * OCg * K, K, true), gemm_b(dyt, ld, false), 0.0f,
              col, ld);
