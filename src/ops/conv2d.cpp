@@ -572,8 +572,17 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
   // --- small output maps: the batch folded into the GEMM (ops/conv2d_batched.hpp) ---
   if (plan.forward == Direct::none && conv2d_batched_applies(sg)) {
     if (db) bias_grad(db, dy, s);
-    return conv2d_backward_batched(dx, dw, dy, x, w, s,
-                                   ws.buffer(kSlotCol, conv2d_batched_scratch(s)));
+    float* scratch = ws.buffer(kSlotCol, conv2d_batched_scratch(s));
+    if (dx && input_grad_path(sg) == InputGradPath::rotated &&
+        conv2d_batched_rotated_pays(sg)) {
+      const int64_t wg = s.OC / s.G * sg.C * s.KH * s.KW;
+      float* wr = ws.buffer(kSlotRotated, s.G * wg);
+      for (int64_t g = 0; g < s.G; ++g) rotate_kernel(wr + g * wg, w + g * wg, sg);
+      const Conv2dShape sr = rotated_shape(sg);
+      return conv2d_backward_batched(dx, dw, dy, x, w, s, scratch, wr, &sr,
+                                     ws.buffer(kSlotImage, conv2d_batched_rotated_scratch(sg, sr)));
+    }
+    return conv2d_backward_batched(dx, dw, dy, x, w, s, scratch);
   }
   // ---
   const Direct wdirect = dw ? plan.weight : Direct::none;
