@@ -142,6 +142,7 @@ constexpr int kSlotCol = 0;      // col blocks of the input gradient, one per th
 constexpr int kSlotPartial = 1;  // weight-gradient partials (of image groups 1 .. B-1, or all)
 constexpr int kSlotRotated = 2;  // the rotated, transposed kernel
 constexpr int kSlotImage = 3;    // channels-last images for the weight gradient, one per thread
+constexpr int kSlotPackedWeights = 6;  // the forward's weights in the GEMM's A panels
 
 // The weight gradient sums over the batch in B fixed groups of consecutive images (image
 // groups, not to be confused with the convolution's groups G), one partial per image group,
@@ -195,16 +196,19 @@ int unit_threads(int64_t items, int64_t flops) {
 }
 
 // y [OC, OH, OW] = w [OC, C*KH*KW] · col(x [C, H, W]) + b, for one image.
+// wp: w prepacked in the GEMM's A panels (MR wide, PrepackedOperand), or null.
 void forward_image(float* y, const float* x, const float* w, const float* b,
-                   const Conv2dShape& s) {
+                   const Conv2dShape& s, const float* wp = nullptr, int mr = 0) {
   const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
   GemmEpilogue ep;
   ep.row_bias = b;
+  const DenseOperand wd = gemm_a(w, K, false);
+  const PrepackedOperand wpo(wp, s.OC, K, mr, wd);
+  const GemmOperand& A = wp ? static_cast<const GemmOperand&>(wpo) : wd;
   if (is_pointwise(s))
-    gemm(s.OC, P, K, 1.0f, gemm_a(w, K, false), gemm_b(x, P, false), 0.0f, y, P, ep);
+    gemm(s.OC, P, K, 1.0f, A, gemm_b(x, P, false), 0.0f, y, P, ep);
   else
-    gemm(s.OC, P, K, 1.0f, gemm_a(w, K, false), Im2colOperand(x, im2col_shape(s)), 0.0f, y, P,
-         ep);
+    gemm(s.OC, P, K, 1.0f, A, Im2colOperand(x, im2col_shape(s)), 0.0f, y, P, ep);
 }
 
 // The batch's fixed image groups for the reductions over images (see kWeightGradGroups):
@@ -547,11 +551,22 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b,
   // Whole (image, group) pairs per thread when there are enough of them; each is the same
   // GEMM either way, so y does not depend on the thread count.
   const int nt = unit_threads(s.N * s.G, s.N * image_flops(s));
+  // With several images, the weights are packed into the GEMM's A panels once, not per image.
+  const GemmKernel* kr = gemm_kernel(active_simd_tier());
+  float* wp = nullptr;
+  const int64_t K = sg.C * s.KH * s.KW;
+  const int64_t wpg = kr ? PrepackedOperand::floats(sg.OC, K, kr->MR) : 0;
+  if (kr && s.N > 1) {
+    wp = ws.buffer(kSlotPackedWeights, s.G * wpg);
+    for (int64_t g = 0; g < s.G; ++g)
+      gemm_a(w + g * wg, K, false).pack(0, sg.OC, 0, K, kr->MR, wp + g * wpg);
+  }
   parallel_chunks(s.N * s.G, nt, [&](int64_t u0, int64_t u1, int) {
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t n = u / s.G, g = u % s.G;
       forward_image(y + n * ys + g * yg, x + n * xs + g * xg, w + g * wg,
-                    b ? b + g * sg.OC : nullptr, sg);
+                    b ? b + g * sg.OC : nullptr, sg, wp ? wp + g * wpg : nullptr,
+                    kr ? kr->MR : 0);
     }
   });
 }
