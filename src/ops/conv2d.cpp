@@ -328,6 +328,9 @@ struct Backward {
   WeightGradPath wpath;
   Conv2dShape sr;          // rotated_shape(s), for the rotated path
   int64_t col_block;       // pixel columns per col2im block
+  const float* wrp = nullptr;  // the rotated kernels in the GEMM's A panels (or null),
+  int64_t wrpg = 0;            // wrpg floats per group,
+  int mr = 0;                  // mr wide
 
   // dw [OC, C*KH*KW] (+)= dyn [OC, OH*OW] · col(xn)ᵀ, with dw's axes ordered (oc, kh, kw, c)
   // on the channels-last path; xt: scratch of C*H*W floats for that path.
@@ -354,14 +357,14 @@ struct Backward {
   // the rotated path); col: scratch of K * col_block floats for the col2im path.
   // threaded: this runs outside a parallel region, so col2im spreads over channels.
   void input_image(float* dxn, const float* dyn, const float* w, const float* wr, float* col,
-                   bool threaded) const {
+                   bool threaded, int64_t group) const {
     const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
     switch (path) {
       case InputGradPath::pointwise:
         gemm(s.C, P, s.OC, 1.0f, gemm_a(w, K, true), gemm_b(dyn, P, false), 0.0f, dxn, P);
         return;
       case InputGradPath::rotated:
-        forward_image(dxn, dyn, wr, nullptr, sr);
+        forward_image(dxn, dyn, wr, nullptr, sr, wrp ? wrp + group * wrpg : nullptr, mr);
         return;
       case InputGradPath::col2im:
         break;
@@ -610,6 +613,16 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     bw.sr = rotated_shape(sg);
     wr = ws.buffer(kSlotRotated, wsize);
     for (int64_t g = 0; g < s.G; ++g) rotate_kernel(wr + g * wg, w + g * wg, sg);
+    // With several images, the rotated kernels are packed into the GEMM's A panels once.
+    if (const GemmKernel* kr = gemm_kernel(active_simd_tier()); kr && s.N > 1) {
+      const int64_t Kr = bw.sr.C * s.KH * s.KW;
+      bw.mr = kr->MR;
+      bw.wrpg = PrepackedOperand::floats(bw.sr.OC, Kr, kr->MR);
+      float* wrp = ws.buffer(kSlotPackedWeights, s.G * bw.wrpg);
+      for (int64_t g = 0; g < s.G; ++g)
+        gemm_a(wr + g * wg, Kr, false).pack(0, bw.sr.OC, 0, Kr, kr->MR, wrp + g * bw.wrpg);
+      bw.wrp = wrp;
+    }
   }
   bw.col_block = std::min(P, std::max(kColBlockAlign,
                                       kColBlockFloats / K / kColBlockAlign * kColBlockAlign));
@@ -691,7 +704,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
           kern.input(dx + n * xs + g * xg, dyn, wt + g * wg, dyp, d);
         else if (dx)
           bw.input_image(dx + n * xs + g * xg, dyn, w + g * wg, wr ? wr + g * wg : nullptr,
-                         cols ? cols + t * K * bw.col_block : nullptr, nt == 1);
+                         cols ? cols + t * K * bw.col_block : nullptr, nt == 1, g);
       }
     }
   });
