@@ -22,7 +22,7 @@ class ShapeError : public std::invalid_argument {
 // Workspace per thread of callers (ops use it only outside their parallel regions).
 class Workspace {
  public:
-  static constexpr int kSlots = 6;
+  static constexpr int kSlots = 7;
   float* buffer(int slot, std::size_t count);
 
  private:

@@ -276,6 +276,9 @@ BATCHED = {
     "batched_c3_s2": Conv((5, 3, 7, 7), 8, (3, 3), 2, 1),
     "batched_7x7": Conv((3, 72, 7, 7), 16, (3, 3), 1, 1),
     "batched_chunks_of_9": Conv((20, 256, 7, 7), 8, (3, 3), 1, 1),
+    # dx as the forward conv of dy with the rotated kernel (>= 256 GEMM columns per chunk)
+    "batched_rotated_groups2": Conv((16, 160, 4, 4), 48, (3, 3), 1, 1, 1, 2),
+    "batched_rotated_dilated_asym": Conv((12, 72, 5, 5), 24, (3, 3), 1, (1, 2, 0, 1), 2),
 }
 
 

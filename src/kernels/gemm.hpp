@@ -41,6 +41,28 @@ class DenseOperand final : public GemmOperand {
   int64_t so_, sk_;
 };
 
+// An operand packed once whole, for one re-used by many GEMMs (a convolution's weights across
+// its images): `packed` holds src.pack(0, no, 0, K, width, packed), panels over all of K.
+// pack() copies runs of those panels for requests at that width that start on a panel and end
+// on one or at no (what the driver asks of A), and passes any other request to src.
+class PrepackedOperand final : public GemmOperand {
+ public:
+  PrepackedOperand(const float* packed, int64_t no, int64_t K, int width,
+                   const GemmOperand& src)
+      : packed_(packed), no_(no), K_(K), width_(width), src_(src) {}
+  static int64_t floats(int64_t no, int64_t K, int width) {
+    return (no + width - 1) / width * width * K;
+  }
+  void pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
+            float* dst) const override;
+
+ private:
+  const float* packed_;
+  int64_t no_, K_;
+  int width_;
+  const GemmOperand& src_;
+};
+
 // Row-major A (M x K, or K x M stored when trans) and B (K x N, or N x K stored when trans),
 // with their leading dimensions, as operands.
 inline DenseOperand gemm_a(const float* a, int64_t lda, bool trans) {

@@ -109,4 +109,16 @@ void DenseOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int widt
   }
 }
 
+void PrepackedOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
+                            float* dst) const {
+  const int64_t o1 = o0 + no;
+  if (width != width_ || o0 % width != 0 || (o1 % width != 0 && o1 != no_) || o1 > no_ ||
+      k0 + nk > K_)
+    return src_.pack(o0, no, k0, nk, width, dst);
+  const int64_t panels = (no + width - 1) / width;
+  for (int64_t p = 0; p < panels; ++p)
+    std::memcpy(dst + p * nk * width, packed_ + ((o0 / width + p) * K_ + k0) * width,
+                static_cast<std::size_t>(nk * width) * sizeof(float));
+}
+
 }  // namespace cnnkit

@@ -143,6 +143,7 @@ constexpr int kSlotCol = 0;      // col blocks of the input gradient, one per th
 constexpr int kSlotPartial = 1;  // weight-gradient partials (of image groups 1 .. B-1, or all)
 constexpr int kSlotRotated = 2;  // the rotated, transposed kernel
 constexpr int kSlotImage = 3;    // channels-last images for the weight gradient, one per thread
+constexpr int kSlotPackedWeights = 6;  // the forward's weights in the GEMM's A panels
 
 // The weight gradient sums over the batch in B fixed groups of consecutive images (image
 // groups, not to be confused with the convolution's groups G), one partial per image group,
@@ -196,16 +197,19 @@ int unit_threads(int64_t items, int64_t flops) {
 }
 
 // y [OC, OH, OW] = w [OC, C*KH*KW] · col(x [C, H, W]) + b, for one image.
+// wp: w prepacked in the GEMM's A panels (MR wide, PrepackedOperand), or null.
 void forward_image(float* y, const float* x, const float* w, const float* b,
-                   const Conv2dShape& s) {
+                   const Conv2dShape& s, const float* wp = nullptr, int mr = 0) {
   const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
   GemmEpilogue ep;
   ep.row_bias = b;
+  const DenseOperand wd = gemm_a(w, K, false);
+  const PrepackedOperand wpo(wp, s.OC, K, mr, wd);
+  const GemmOperand& A = wp ? static_cast<const GemmOperand&>(wpo) : wd;
   if (is_pointwise(s))
-    gemm(s.OC, P, K, 1.0f, gemm_a(w, K, false), gemm_b(x, P, false), 0.0f, y, P, ep);
+    gemm(s.OC, P, K, 1.0f, A, gemm_b(x, P, false), 0.0f, y, P, ep);
   else
-    gemm(s.OC, P, K, 1.0f, gemm_a(w, K, false), Im2colOperand(x, im2col_shape(s)), 0.0f, y, P,
-         ep);
+    gemm(s.OC, P, K, 1.0f, A, Im2colOperand(x, im2col_shape(s)), 0.0f, y, P, ep);
 }
 
 // The batch's fixed image groups for the reductions over images (see kWeightGradGroups):
@@ -325,6 +329,9 @@ struct Backward {
   WeightGradPath wpath;
   Conv2dShape sr;          // rotated_shape(s), for the rotated path
   int64_t col_block;       // pixel columns per col2im block
+  const float* wrp = nullptr;  // the rotated kernels in the GEMM's A panels (or null),
+  int64_t wrpg = 0;            // wrpg floats per group,
+  int mr = 0;                  // mr wide
 
   // dw [OC, C*KH*KW] (+)= dyn [OC, OH*OW] · col(xn)ᵀ, with dw's axes ordered (oc, kh, kw, c)
   // on the channels-last path; xt: scratch of C*H*W floats for that path.
@@ -351,14 +358,14 @@ struct Backward {
   // the rotated path); col: scratch of K * col_block floats for the col2im path.
   // threaded: this runs outside a parallel region, so col2im spreads over channels.
   void input_image(float* dxn, const float* dyn, const float* w, const float* wr, float* col,
-                   bool threaded) const {
+                   bool threaded, int64_t group) const {
     const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
     switch (path) {
       case InputGradPath::pointwise:
         gemm(s.C, P, s.OC, 1.0f, gemm_a(w, K, true), gemm_b(dyn, P, false), 0.0f, dxn, P);
         return;
       case InputGradPath::rotated:
-        forward_image(dxn, dyn, wr, nullptr, sr);
+        forward_image(dxn, dyn, wr, nullptr, sr, wrp ? wrp + group * wrpg : nullptr, mr);
         return;
       case InputGradPath::col2im:
         break;
@@ -552,11 +559,22 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b,
   // Whole (image, group) pairs per thread when there are enough of them; each is the same
   // GEMM either way, so y does not depend on the thread count.
   const int nt = unit_threads(s.N * s.G, s.N * image_flops(s));
+  // With several images, the weights are packed into the GEMM's A panels once, not per image.
+  const GemmKernel* kr = gemm_kernel(active_simd_tier());
+  float* wp = nullptr;
+  const int64_t K = sg.C * s.KH * s.KW;
+  const int64_t wpg = kr ? PrepackedOperand::floats(sg.OC, K, kr->MR) : 0;
+  if (kr && s.N > 1) {
+    wp = ws.buffer(kSlotPackedWeights, s.G * wpg);
+    for (int64_t g = 0; g < s.G; ++g)
+      gemm_a(w + g * wg, K, false).pack(0, sg.OC, 0, K, kr->MR, wp + g * wpg);
+  }
   parallel_chunks(s.N * s.G, nt, [&](int64_t u0, int64_t u1, int) {
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t n = u / s.G, g = u % s.G;
       forward_image(y + n * ys + g * yg, x + n * xs + g * xg, w + g * wg,
-                    b ? b + g * sg.OC : nullptr, sg);
+                    b ? b + g * sg.OC : nullptr, sg, wp ? wp + g * wpg : nullptr,
+                    kr ? kr->MR : 0);
     }
   });
 }
@@ -577,8 +595,17 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
   // --- small output maps: the batch folded into the GEMM (ops/conv2d_batched.hpp) ---
   if (plan.forward == Direct::none && conv2d_batched_applies(sg)) {
     if (db) bias_grad(db, dy, s);
-    return conv2d_backward_batched(dx, dw, dy, x, w, s,
-                                   ws.buffer(kSlotCol, conv2d_batched_scratch(s)));
+    float* scratch = ws.buffer(kSlotCol, conv2d_batched_scratch(s));
+    if (dx && input_grad_path(sg) == InputGradPath::rotated &&
+        conv2d_batched_rotated_pays(sg)) {
+      const int64_t wg = s.OC / s.G * sg.C * s.KH * s.KW;
+      float* wr = ws.buffer(kSlotRotated, s.G * wg);
+      for (int64_t g = 0; g < s.G; ++g) rotate_kernel(wr + g * wg, w + g * wg, sg);
+      const Conv2dShape sr = rotated_shape(sg);
+      return conv2d_backward_batched(dx, dw, dy, x, w, s, scratch, wr, &sr,
+                                     ws.buffer(kSlotImage, conv2d_batched_rotated_scratch(sg, sr)));
+    }
+    return conv2d_backward_batched(dx, dw, dy, x, w, s, scratch);
   }
   // ---
   const Direct wdirect = dw ? plan.weight : Direct::none;
@@ -591,6 +618,16 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     bw.sr = rotated_shape(sg);
     wr = ws.buffer(kSlotRotated, wsize);
     for (int64_t g = 0; g < s.G; ++g) rotate_kernel(wr + g * wg, w + g * wg, sg);
+    // With several images, the rotated kernels are packed into the GEMM's A panels once.
+    if (const GemmKernel* kr = gemm_kernel(active_simd_tier()); kr && s.N > 1) {
+      const int64_t Kr = bw.sr.C * s.KH * s.KW;
+      bw.mr = kr->MR;
+      bw.wrpg = PrepackedOperand::floats(bw.sr.OC, Kr, kr->MR);
+      float* wrp = ws.buffer(kSlotPackedWeights, s.G * bw.wrpg);
+      for (int64_t g = 0; g < s.G; ++g)
+        gemm_a(wr + g * wg, Kr, false).pack(0, bw.sr.OC, 0, Kr, kr->MR, wrp + g * bw.wrpg);
+      bw.wrp = wrp;
+    }
   }
   bw.col_block = std::min(P, std::max(kColBlockAlign,
                                       kColBlockFloats / K / kColBlockAlign * kColBlockAlign));
@@ -672,7 +709,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
           kern.input(dx + n * xs + g * xg, dyn, wt + g * wg, dyp, d);
         else if (dx)
           bw.input_image(dx + n * xs + g * xg, dyn, w + g * wg, wr ? wr + g * wg : nullptr,
-                         cols ? cols + t * K * bw.col_block : nullptr, nt == 1);
+                         cols ? cols + t * K * bw.col_block : nullptr, nt == 1, g);
       }
     }
   });

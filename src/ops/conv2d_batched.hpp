@@ -26,9 +26,22 @@ std::size_t conv2d_batched_scratch(const Conv2dShape& s);
 void conv2d_forward_batched(float* y, const float* x, const float* w, const float* b,
                             const Conv2dShape& s, float* scratch);
 
+// Whether the batched backward of s (one group's shape) should take the rotated input
+// gradient (when the caller's rules allow it at all: stride 1, padding within the kernel): only
+// with enough GEMM columns (images per chunk x H*W) to pay for packing the rotated kernel.
+bool conv2d_batched_rotated_pays(const Conv2dShape& s);
+
+// Floats of rscratch the rotated input gradient of s needs (sr: as for conv2d_backward_batched).
+std::size_t conv2d_batched_rotated_scratch(const Conv2dShape& s, const Conv2dShape& sr);
+
 // As conv2d_backward for dx and dw (each overwritten, or null when not needed); db is left to
-// the caller.
+// the caller. With wr (per group: the rotated, transposed kernel [C/G, OC/G, KH, KW]), dx is
+// the batched forward convolution of dy with wr in the shape sr (one group's, G == 1: stride
+// 1, OC/G -> C/G channels, OH x OW -> H x W), packed straight from dy, in rscratch
+// (conv2d_batched_rotated_scratch floats), instead of col2im of wᵀ · dy.
 void conv2d_backward_batched(float* dx, float* dw, const float* dy, const float* x,
-                             const float* w, const Conv2dShape& s, float* scratch);
+                             const float* w, const Conv2dShape& s, float* scratch,
+                             const float* wr = nullptr, const Conv2dShape* sr = nullptr,
+                             float* rscratch = nullptr);
 
 }  // namespace cnnkit
