@@ -108,13 +108,19 @@ class PaddedIm2colOperand final : public GemmOperand {
       for (int64_t u = u0; u < u1; ++u) {
         const float* xc = x + u / C * xs + u % C * s.H * s.W;
         float* dc = xpad_ + u * HWp;
+        // row ip of xpad: zeros, then x's row ip - PT over columns [j0, j1), then zeros
+        const int64_t j0 = std::min(s.PL, pg_.Wp), j1 = std::max(j0, std::min(pg_.Wp, s.PL + s.W));
         for (int64_t ip = 0; ip < pg_.Hp; ++ip) {
           const int64_t ih = ip - s.PT;
           float* d = dc + ip * pg_.Wp;
-          for (int64_t jp = 0; jp < pg_.Wp; ++jp) {
-            const int64_t iw = jp - s.PL;
-            d[jp] = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W ? xc[ih * s.W + iw] : 0.0f;
+          if (ih < 0 || ih >= s.H) {
+            std::fill(d, d + pg_.Wp, 0.0f);
+            continue;
           }
+          const float* row = xc + ih * s.W - s.PL;
+          std::fill(d, d + j0, 0.0f);
+          std::copy(row + j0, row + j1, d + j0);
+          std::fill(d + j1, d + pg_.Wp, 0.0f);
         }
       }
     });
