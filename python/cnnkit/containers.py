@@ -14,6 +14,17 @@ from .layers import LAYER_TYPES, Layer
 __all__ = ["Container", "Residual", "Concat", "leaves", "named_arrays", "layer_spec", "layer_from_spec"]
 
 
+def _propagated(name):
+    """A container's boolean setting that is set on every child too (trainable, input_grad)."""
+    private = f"_{name}_setting"
+
+    def setter(self, value):
+        setattr(self, private, bool(value))
+        self._propagate(name, bool(value))
+
+    return property(lambda self: getattr(self, private), setter)
+
+
 class Container(Layer):
     """A layer whose work is done by named child layers."""
 
@@ -45,14 +56,7 @@ class Container(Layer):
         for _, child in getattr(self, "_children", ()):
             setattr(child, attr, value)
 
-    @property
-    def trainable(self):
-        return self._is_trainable
-
-    @trainable.setter
-    def trainable(self, value):
-        self._is_trainable = bool(value)
-        self._propagate("trainable", bool(value))
+    trainable = _propagated("trainable")
 
     @property
     def reuse_buffers(self):
@@ -153,14 +157,7 @@ class Residual(Container):
         """The shortcut layer, or None for the identity."""
         return self._children[1][1] if len(self._children) > 1 else None
 
-    @property
-    def input_grad(self):
-        return self._input_grad
-
-    @input_grad.setter
-    def input_grad(self, value):
-        self._input_grad = bool(value)
-        self._propagate("input_grad", bool(value))
+    input_grad = _propagated("input_grad")
 
     def _projection(self, input_shape, block_shape):
         from .layers import BatchNorm2d, Conv2d
@@ -232,14 +229,7 @@ class Concat(Container):
     def branches(self):
         return [child for _, child in self._children]
 
-    @property
-    def input_grad(self):
-        return self._input_grad
-
-    @input_grad.setter
-    def input_grad(self, value):
-        self._input_grad = bool(value)
-        self._propagate("input_grad", bool(value))
+    input_grad = _propagated("input_grad")
 
     def output_shape(self, input_shape):
         shapes = [tuple(b.output_shape(input_shape)) for b in self.branches]
