@@ -144,11 +144,23 @@ void gemm_blocked(const GemmKernel& kr, int64_t M, int64_t N, int64_t K, float a
   // then the smaller). Every element is computed by one thread with the same K slices and
   // the same microkernel, so the result is bit-identical for any thread count.
   const int64_t mtiles = ceil_div(M, kr.MR), ntiles = ceil_div(N, kr.NR);
-  const bool split_n = ntiles >= mtiles;
   // A GEMM thread should get >= ~2 MFLOP (10-20 us) to pay for waking it: threads_for counts
   // work in units of kMinWorkPerThread, so flops are scaled down by 32 (2^16 * 32 = 2 M).
   const int64_t flops = 2 * M * N * K;
-  const int nt = threads_for(split_n ? ntiles : mtiles, flops >> 5);
+  const int nmax = threads_for(std::max(mtiles, ntiles), flops >> 5);
+  // Per-thread cost of each split: its share of the multiply-adds plus packing its rows of A
+  // and columns of B (every thread packs the unsplit operand whole), a packed element taken
+  // as kPackCost multiply-adds. Ties go to columns: B is usually the gathered operand
+  // (im2col offsets), A a contiguous weight copy. 16x256x4x4->256 3x3 conv (M = N = 256,
+  // K = 2304) split rows 2 ways and packed its whole im2col B twice.
+  constexpr int64_t kPackCost = 32;
+  auto cost = [&](int64_t tiles, int64_t tile, int64_t other) {
+    const int64_t share = std::min(ceil_div(tiles, nmax) * tile, tile * tiles);
+    return share * other + kPackCost * (share + other);
+  };
+  const bool split_n = nmax <= 1 ? ntiles >= mtiles
+                                 : cost(ntiles, kr.NR, M) <= cost(mtiles, kr.MR, N);
+  const int nt = std::min<int64_t>(nmax, split_n ? ntiles : mtiles);
   parallel_chunks(split_n ? ntiles : mtiles, nt, [&](int64_t t0, int64_t t1, int) {
     if (split_n)
       gemm_range(kr, 0, M, t0 * kr.NR, std::min(N, t1 * kr.NR), K, alpha, A, B, beta, C, ldc,
