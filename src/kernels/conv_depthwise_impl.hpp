@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "kernels/conv_depthwise.hpp"
+#include "kernels/kernel_tables.hpp"
 
 namespace cnnkit {
 namespace conv_depthwise_impl {
@@ -160,21 +161,7 @@ struct Input {
 
 // --- tables of the instantiations ------------------------------------------------------------
 
-template <template <class, int, int> class Kernel, class V, class Fn, int A, int B>
-constexpr Fn entry() {
-  if constexpr (A >= 1 && B >= 1 && Kernel<V, A, B>::ok)
-    return &Kernel<V, A, B>::run;
-  else
-    return nullptr;
-}
-template <template <class, int, int> class Kernel, class V, class Fn, int A, int... B>
-constexpr void fill_row(Fn* row, std::integer_sequence<int, B...>) {
-  ((row[B] = entry<Kernel, V, Fn, A, B>()), ...);
-}
-template <template <class, int, int> class Kernel, class V, class Fn, int NB, int... A>
-constexpr void fill(Fn (*table)[NB], std::integer_sequence<int, A...>) {
-  (fill_row<Kernel, V, Fn, A>(table[A], std::make_integer_sequence<int, NB>()), ...);
-}
+using kernel_tables::fill;  // table[A][B] = &Kernel<V, A, B>::run, or null
 template <class V, class Fn, int B>
 constexpr Fn weight_entry() {
   if constexpr (B >= 1 && Weight<V, B>::ok)

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "kernels/conv_direct.hpp"
+#include "kernels/kernel_tables.hpp"
 
 namespace cnnkit {
 namespace conv_direct_impl {
@@ -273,22 +274,7 @@ struct Input2 : Input<V, 2, J, NC> {};
 
 // --- tables of the instantiations ------------------------------------------------------------
 
-// &Kernel<V, A, B>::run where A, B >= 1 and the block fits the registers, else null.
-template <template <class, int, int> class Kernel, class V, class Fn, int A, int B>
-constexpr Fn entry() {
-  if constexpr (A >= 1 && B >= 1 && Kernel<V, A, B>::ok)
-    return &Kernel<V, A, B>::run;
-  else
-    return nullptr;
-}
-template <template <class, int, int> class Kernel, class V, class Fn, int A, int... B>
-constexpr void fill_row(Fn* row, std::integer_sequence<int, B...>) {
-  ((row[B] = entry<Kernel, V, Fn, A, B>()), ...);
-}
-template <template <class, int, int> class Kernel, class V, class Fn, int NB, int... A>
-constexpr void fill(Fn (*table)[NB], std::integer_sequence<int, A...>) {
-  (fill_row<Kernel, V, Fn, A>(table[A], std::make_integer_sequence<int, NB>()), ...);
-}
+using kernel_tables::fill;  // table[A][B] = &Kernel<V, A, B>::run, or null
 
 // Kernel<V, A, B> seen with its two block sizes swapped, so that every table is indexed by
 // the size fixed for a call first.
