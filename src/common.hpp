@@ -18,9 +18,10 @@ class ShapeError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-// The most elements one image plane (H x W, padding included) may have: the SIMD im2col and
-// pooling kernels address a plane with 32-bit lane offsets. Everything else indexes with
-// int64_t.
+// The most elements one image plane (H x W) of a pooling op may have: its SIMD kernels
+// address a plane with 32-bit lanes. Everything else indexes with int64_t (the SIMD im2col
+// packs, which use 32-bit lanes too, fall back to their 64-bit scalar loops for planes of
+// 2^29 elements and more: kernels/im2col_taps.hpp, fits_int32).
 constexpr int64_t kMaxPlaneElements = (int64_t{1} << 31) - 1;
 
 // Throws ShapeError unless the product of dims is at most limit (overflow-safe), naming the

@@ -1,15 +1,21 @@
 """64-bit indexing: what the core cannot index is refused, with a ValueError naming the sizes,
-before any input is copied or output allocated; what it can, works past 2^31 bytes.
+before any input is copied or output allocated; what it can, works past 2^31 elements and bytes.
 
-The one 32-bit limit: the SIMD im2col and pooling kernels address one image plane (H x W,
-padding included) with int32 lane offsets, so a plane may hold at most 2^31 - 1 elements.
-Everything else (batch and channel offsets, GEMM packing, the Workspace, the im2col operand of
-C*KH*KW x OH*OW elements, which is packed panel by panel and never materialised) indexes with
-int64_t. The refusals are tested on read-only zero-stride views (np.broadcast_to) of 8 GiB
-and more, in a child process whose address space is capped at 3 GiB: were a view converted
-before the check, the copy would fail there with MemoryError instead of the ValueError.
-bench/large_index.py runs the cases that need real memory (8 GiB weights, 2^31-element
-inputs) on demand.
+The one 32-bit limit: the SIMD pooling kernels address one image plane (H x W) with int32
+lanes, so a pooling input plane may hold at most 2^31 - 1 elements. Everything else indexes
+with int64_t: batch and channel offsets, GEMM packing, the Workspace, the im2col operand
+(C*KH*KW x OH*OW, packed panel by panel, never materialised; its SIMD packs use int32 lanes
+but fall back to 64-bit scalar loops for planes of 2^29 elements or more). bench/large_index.py
+checks that on demand with real memory (measured on a 128 GiB machine: an 8 GiB Linear
+weight of 2^31 + 65536 elements, forward and backward; conv2d forward and backward with an
+input of 2.18e9 elements; max pooling over 2.18e9 elements; a conv1d of length 2^31 + 5 and a
+conv2d plane of 46341 x 46341 = 2^31 + 4633 elements: all exact against the float64
+reference on slices).
+
+Shapes are checked before inputs are converted: the refusals are tested on read-only
+zero-stride views (np.broadcast_to) of 8 GiB and more, in a child process whose address
+space is capped at 3 GiB: were a view converted (copied) before the check, the copy would
+fail there with MemoryError instead of the ValueError.
 """
 import json
 import subprocess
@@ -21,7 +27,7 @@ import pytest
 from helpers import child_env
 import reference as ref
 
-PLANE = 46341  # 46341^2 = 2^31 + 4633: one plane over the limit
+PLANE = 46341  # 46341^2 = 2^31 + 4633: one pooling plane over the limit
 
 CHILD = r"""
 import json, resource
@@ -33,19 +39,19 @@ from cnnkit import _core, functional as F, layers as L
 P = %d
 big2d = np.broadcast_to(np.float32(1), (1, 1, P, P))          # 8 GiB as float32, 4 bytes real
 big1d = np.broadcast_to(np.float32(1), (2, 1, 2 ** 31))         # 16 GiB
-w2, w1 = np.ones((2, 1, 3, 3), np.float32), np.ones((2, 1, 3), np.float32)
+w3 = np.ones((2, 3, 3, 3), np.float32)                          # wants 3 input channels
 dy2 = np.broadcast_to(np.float32(1), (1, 2, P, P))
 cases = {
-    "conv2d": lambda: F.conv2d(big2d, w2, padding=1),
-    "conv2d_backward": lambda: _core.conv2d_backward(dy2, big2d, w2, (1, 1), (1, 1, 1, 1), (1, 1), True, True,
-                                                     True),
-    "conv1d": lambda: F.conv1d(big1d, w1, padding=1),
-    "conv2d_layer": lambda: L.Conv2d(1, 2, 3, padding=1)(big2d),
-    "model": lambda: cnnkit.Sequential([L.Conv2d(1, 2, 3, padding=1)]).predict(big2d),
-    "model_input_shape": lambda: cnnkit.Sequential([L.Conv2d(1, 2, 3)], input_shape=(1, P, P)),
     "max_pool2d": lambda: F.max_pool2d(big2d, 2),
     "avg_pool2d": lambda: F.avg_pool2d(big2d, 2),
     "max_pool1d": lambda: F.max_pool1d(np.broadcast_to(np.float32(1), (1, 1, 2 ** 31)), 2),
+    "max_pool2d_layer": lambda: L.MaxPool2d(2)(big2d),
+    "conv2d": lambda: F.conv2d(big2d, w3, padding=1),
+    "conv2d_backward": lambda: _core.conv2d_backward(dy2, big2d, w3, (1, 1), (1, 1, 1, 1), (1, 1), True, True,
+                                                     True),
+    "conv1d": lambda: F.conv1d(big1d, np.ones((2, 2, 3), np.float32)),
+    "conv2d_kernel": lambda: F.conv2d(big2d, np.ones((1, 1, P + 3, 1), np.float32)),
+    "model": lambda: cnnkit.Sequential([L.Conv2d(1, 2, 3, padding=1), L.MaxPool2d(2)]).predict(big2d),
 }
 out = {}
 for name, call in cases.items():
@@ -66,32 +72,35 @@ def refusals():
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-PADDED = f"({PLANE + 2}, {PLANE + 2}) has {(PLANE + 2) ** 2} elements, more than the 2147483647"
+PLANE_MSG = f"({PLANE}, {PLANE}) has {PLANE ** 2} elements, more than the 2147483647"
 
 
 @pytest.mark.parametrize("case, message", [
-    ("conv2d", f"conv2d: the padded input plane (H + PT + PB, W + PL + PR) = {PADDED}"),
-    ("conv2d_backward", f"conv2d: the padded input plane (H + PT + PB, W + PL + PR) = {PADDED}"),
-    ("conv1d", f"conv1d: the padded input length (L + PL + PR) = ({2 ** 31 + 2},) has {2 ** 31 + 2} elements"),
-    ("conv2d_layer", f"conv2d: the padded input plane (H + PT + PB, W + PL + PR) = {PADDED}"),
-    ("model", f"conv2d: the padded input plane (H + PT + PB, W + PL + PR) = {PADDED}"),
-    ("model_input_shape", f"= ({PLANE}, {PLANE}) has {PLANE ** 2} elements"),
-    ("max_pool2d", f"pool: an input plane (H, W) = ({PLANE}, {PLANE}) has {PLANE ** 2} elements"),
-    ("avg_pool2d", f"pool: an input plane (H, W) = ({PLANE}, {PLANE}) has {PLANE ** 2} elements"),
+    ("max_pool2d", f"pool: an input plane (H, W) = {PLANE_MSG}"),
+    ("avg_pool2d", f"pool: an input plane (H, W) = {PLANE_MSG}"),
     ("max_pool1d", f"pool: an input plane (H, W) = (1, {2 ** 31}) has {2 ** 31} elements"),
+    ("max_pool2d_layer", f"pool: an input plane (H, W) = {PLANE_MSG}"),
+    ("conv2d", "has 1 channels but weight of shape (2, 3, 3, 3) expects 3"),
+    ("conv2d_backward", "has 1 channels but weight of shape (2, 3, 3, 3) expects 3"),
+    ("conv1d", "has 1 channels but weight of shape (2, 2, 3) expects 2"),
+    ("conv2d_kernel", f"kernel ({PLANE + 3}, 1) is larger than the padded input ({PLANE}, {PLANE})"),
+    # the conv's output plane is over the pooling limit: refused when the model infers its
+    # shapes from the first batch, before predict converts (copies) the batch
+    ("model", f"pool: an input plane (H, W) = {PLANE_MSG}"),
 ])
-def test_unindexable_planes_are_refused_before_any_copy(refusals, case, message):
+def test_refused_before_any_copy(refusals, case, message):
     got = refusals[case]
     assert got.startswith("ValueError") and message in got, f"{case}: expected ValueError with {message!r}, got {got}"
 
 
-def test_plane_limit_is_exact():
+def test_pool_plane_limit_is_exact():
     from cnnkit import _core
-    # 46340 x 46341 = 2^31 - 41548: fits; one more row of padding does not
-    assert _core.conv2d_output_size((1, 46340, 46341), (1, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1)) == (46340, 46341)
-    with pytest.raises(ValueError, match=r"\(46341, 46341\) has 2147488281 elements"):
-        _core.conv2d_output_size((1, 46340, 46341), (1, 1, 1), (1, 1), (1, 0, 0, 0), (1, 1))
+    # 46340 x 46341 = 2^31 - 41548: fits; one more row does not
     assert _core.pool2d_output_size((1, 46340, 46341), (2, 2), (2, 2), (0, 0, 0, 0)) == (23170, 23170)
+    with pytest.raises(ValueError, match=r"\(46341, 46341\) has 2147488281 elements"):
+        _core.pool2d_output_size((1, 46341, 46341), (2, 2), (2, 2), (0, 0, 0, 0))
+    # convolutions have no plane limit: a 46341 x 46341 plane has an output size
+    assert _core.conv2d_output_size((1, PLANE, PLANE), (1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)) == (PLANE, PLANE)
 
 
 def _mem_available_gib():

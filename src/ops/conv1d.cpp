@@ -26,8 +26,6 @@ Conv2dShape conv1d_shape(int64_t N, int64_t C, int64_t L, int64_t OC, int64_t K,
   if (ek > L + PL + PR)
     throw ShapeError("conv1d: kernel " + str(K) + (D > 1 ? " (dilated to " + str(ek) + ")" : "") +
                      " is larger than the padded input length " + str(L + PL + PR));
-  check_elements("conv1d", "the padded input length (L + PL + PR) =", {L + PL + PR},
-                 kMaxPlaneElements, "its SIMD kernels address with 32-bit offsets");
   return conv2d_shape(N, C, 1, L, OC, 1, K, 1, S, 0, 0, PL, PR, 1, D, G);
 }
 

@@ -69,9 +69,6 @@ Conv2dShape conv2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC,
     throw ShapeError("conv2d: kernel " + tuple({KH, KW}) +
                      (DH > 1 || DW > 1 ? " (dilated to " + tuple({ekh, ekw}) + ")" : "") +
                      " is larger than the padded input " + tuple({H + PT + PB, W + PL + PR}));
-  check_elements("conv2d", "the padded input plane (H + PT + PB, W + PL + PR) =",
-                 {H + PT + PB, W + PL + PR}, kMaxPlaneElements,
-                 "its SIMD kernels address with 32-bit offsets");
   Conv2dShape s{N, C, H, W, OC, KH, KW, SH, SW, PT, PB, PL, PR, DH, DW, 0, 0, G};
   s.OH = (H + PT + PB - ekh) / SH + 1;
   s.OW = (W + PL + PR - ekw) / SW + 1;
