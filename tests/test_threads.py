@@ -114,10 +114,10 @@ def test_concurrent_call_and_evaluate_match_serial(data):
 
 def test_training_one_model_while_others_predict_with_another(data):
     x, y = data
-    # serial references: model A trained alone for 3 epochs; model B's predictions alone
+    # serial references: model A trained alone for 8 epochs (a few seconds); model B's predictions alone
     a_ref = small_cnn(5).compile(optimizer="adam", loss="cross_entropy")
     cnnkit.set_random_seed(7)
-    a_ref.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    a_ref.fit(x, y, batch_size=16, epochs=8, verbose=0)
     b = trained(6, x, y)
     want = b.predict(x, batch_size=32)
 
@@ -129,7 +129,7 @@ def test_training_one_model_while_others_predict_with_another(data):
     def worker(t):
         if t == 0:
             try:
-                a.fit(x, y, batch_size=16, epochs=3, verbose=0)
+                a.fit(x, y, batch_size=16, epochs=8, verbose=0)
             finally:
                 done.set()
             return
