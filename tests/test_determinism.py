@@ -10,7 +10,8 @@ forward pass with the same weights differs by at most 3.7e-8 (2e-7 of the larges
 0.185), the weights after the epoch by up to 5.0e-4 (0.26% of the array's largest weight:
 Adam divides each update by the gradient's running RMS, so a last-bit difference in a
 near-zero gradient becomes a learning-rate-sized step) and the forward pass after it by
-2.9e-5 (outputs up to 0.16); the epoch's mean loss by 1e-9 relative.
+2.9e-5 (outputs up to 0.16); the epoch's mean loss by 1e-9 relative. With plain SGD (lr 0.01)
+instead of Adam the weights after the epoch differ by at most 6.0e-8 and the outputs by 4.5e-8.
 """
 import json
 import subprocess
