@@ -53,8 +53,10 @@ std::string shape_str(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// Any array-like of real numbers -> float32 C-contiguous (a copy only when needed).
-FArray as_float(py::handle obj, const std::string& op, const char* name) {
+// Any array-like of real numbers as an array, not yet converted: ops whose shape function
+// rejects sizes they cannot index check the shapes on it first, so that a huge strided view
+// (np.broadcast_to) is refused before as_float would copy it.
+py::array as_real(py::handle obj, const std::string& op, const char* name) {
   if (obj.is_none()) throw py::type_error(op + ": " + name + " must be an array, got None");
   py::array a = py::array::ensure(obj);
   if (!a) throw py::type_error(op + ": " + name + " must be an array of real numbers");
@@ -62,7 +64,12 @@ FArray as_float(py::handle obj, const std::string& op, const char* name) {
   if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
     throw py::type_error(op + ": " + name + " must hold real numbers, got dtype " +
                          std::string(py::str(a.dtype())));
-  return FArray::ensure(a);
+  return a;
+}
+
+// Any array-like of real numbers -> float32 C-contiguous (a copy only when needed).
+FArray as_float(py::handle obj, const std::string& op, const char* name) {
+  return FArray::ensure(as_real(obj, op, name));
 }
 
 void expect_ndim(const py::array& a, int ndim, const std::string& op, const char* name,
@@ -188,7 +195,7 @@ using I4 = std::array<int64_t, 4>;  // (top, bottom, left, right)
 // The weight's in_channels axis holds C / groups channels; the message names the weight shape
 // the input calls for. When groups is itself bad (< 1, or not dividing C and OC) the shape
 // function reports that instead.
-void expect_weight_channels(const FArray& x, const FArray& w, int64_t groups,
+void expect_weight_channels(const py::array& x, const py::array& w, int64_t groups,
                             const std::string& op) {
   const int64_t C = x.shape(1), OC = w.shape(0);
   if (groups < 1 || C % groups != 0 || OC % groups != 0 || w.shape(1) * groups == C) return;
@@ -205,7 +212,7 @@ void expect_weight_channels(const FArray& x, const FArray& w, int64_t groups,
 }
 
 // x [N, C, H, W] against w [OC, C/groups, KH, KW]; the op name is in every message.
-Conv2dShape conv2d_checked(const FArray& x, const FArray& w, const std::string& op, I2 stride,
+Conv2dShape conv2d_checked(const py::array& x, const py::array& w, const std::string& op, I2 stride,
                            I4 pad, I2 dilation, int64_t groups) {
   expect_ndim(x, 4, op, "input", "(N, C, H, W)");
   expect_ndim(w, 4, op, "weight", "(out_channels, in_channels / groups, KH, KW)");
@@ -215,7 +222,7 @@ Conv2dShape conv2d_checked(const FArray& x, const FArray& w, const std::string& 
                       dilation[0], dilation[1], groups);
 }
 
-Conv2dShape conv1d_checked(const FArray& x, const FArray& w, int64_t stride, I2 pad,
+Conv2dShape conv1d_checked(const py::array& x, const py::array& w, int64_t stride, I2 pad,
                            int64_t dilation, int64_t groups) {
   const std::string op = "conv1d";
   expect_ndim(x, 3, op, "input", "(N, C, L)");
@@ -280,13 +287,14 @@ py::tuple conv_backward(py::handle grad_output, const FArray& x, const FArray& w
 // ---------------------------------------------------------------------------------------------
 // pooling
 
-Pool2dShape pool2d_checked(const FArray& x, const std::string& op, I2 kernel, I2 stride, I4 pad) {
+Pool2dShape pool2d_checked(const py::array& x, const std::string& op, I2 kernel, I2 stride,
+                           I4 pad) {
   expect_ndim(x, 4, op, "input", "(N, C, H, W)");
   return pool2d_shape(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kernel[0], kernel[1],
                       stride[0], stride[1], pad[0], pad[1], pad[2], pad[3]);
 }
 
-Pool2dShape pool1d_checked(const FArray& x, const std::string& op, int64_t kernel,
+Pool2dShape pool1d_checked(const py::array& x, const std::string& op, int64_t kernel,
                            int64_t stride, I2 pad) {
   expect_ndim(x, 3, op, "input", "(N, C, L)");
   return pool1d_shape(x.shape(0), x.shape(1), x.shape(2), kernel, stride, pad[0], pad[1]);
@@ -686,8 +694,9 @@ PYBIND11_MODULE(_core, m) {
       "conv2d_forward",
       [](py::handle x_obj, py::handle w_obj, py::handle bias, I2 stride, I4 pad, I2 dilation,
          bool ref, py::handle out, py::handle ws, int64_t groups) {
-        FArray x = as_float(x_obj, "conv2d", "input"), w = as_float(w_obj, "conv2d", "weight");
-        Conv2dShape s = conv2d_checked(x, w, "conv2d", stride, pad, dilation, groups);
+        py::array xr = as_real(x_obj, "conv2d", "input"), wr = as_real(w_obj, "conv2d", "weight");
+        Conv2dShape s = conv2d_checked(xr, wr, "conv2d", stride, pad, dilation, groups);
+        FArray x = FArray::ensure(xr), w = FArray::ensure(wr);
         return conv_forward(x, w, bias, s, false, "conv2d", ref, out, ws);
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
@@ -698,9 +707,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle dy, py::handle x_obj, py::handle w_obj, I2 stride, I4 pad, I2 dilation,
          bool need_dx, bool need_dw, bool need_db, bool ref, py::handle out, py::handle ws,
          int64_t groups) {
-        FArray x = as_float(x_obj, "conv2d_backward", "input");
-        FArray w = as_float(w_obj, "conv2d_backward", "weight");
-        Conv2dShape s = conv2d_checked(x, w, "conv2d_backward", stride, pad, dilation, groups);
+        py::array xr = as_real(x_obj, "conv2d_backward", "input");
+        py::array wr = as_real(w_obj, "conv2d_backward", "weight");
+        Conv2dShape s = conv2d_checked(xr, wr, "conv2d_backward", stride, pad, dilation, groups);
+        FArray x = FArray::ensure(xr), w = FArray::ensure(wr);
         return conv_backward(dy, x, w, s, false, need_dx, need_dw, need_db, "conv2d_backward",
                              ref, out, ws);
       },
@@ -712,8 +722,9 @@ PYBIND11_MODULE(_core, m) {
       "conv1d_forward",
       [](py::handle x_obj, py::handle w_obj, py::handle bias, int64_t stride, I2 pad,
          int64_t dilation, bool ref, py::handle out, py::handle ws, int64_t groups) {
-        FArray x = as_float(x_obj, "conv1d", "input"), w = as_float(w_obj, "conv1d", "weight");
-        Conv2dShape s = conv1d_checked(x, w, stride, pad, dilation, groups);
+        py::array xr = as_real(x_obj, "conv1d", "input"), wr = as_real(w_obj, "conv1d", "weight");
+        Conv2dShape s = conv1d_checked(xr, wr, stride, pad, dilation, groups);
+        FArray x = FArray::ensure(xr), w = FArray::ensure(wr);
         return conv_forward(x, w, bias, s, true, "conv1d", ref, out, ws);
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
@@ -724,9 +735,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle dy, py::handle x_obj, py::handle w_obj, int64_t stride, I2 pad,
          int64_t dilation, bool need_dx, bool need_dw, bool need_db, bool ref, py::handle out,
          py::handle ws, int64_t groups) {
-        FArray x = as_float(x_obj, "conv1d_backward", "input");
-        FArray w = as_float(w_obj, "conv1d_backward", "weight");
-        Conv2dShape s = conv1d_checked(x, w, stride, pad, dilation, groups);
+        py::array xr = as_real(x_obj, "conv1d_backward", "input");
+        py::array wr = as_real(w_obj, "conv1d_backward", "weight");
+        Conv2dShape s = conv1d_checked(xr, wr, stride, pad, dilation, groups);
+        FArray x = FArray::ensure(xr), w = FArray::ensure(wr);
         return conv_backward(dy, x, w, s, true, need_dx, need_dw, need_db, "conv1d_backward",
                              ref, out, ws);
       },
@@ -743,9 +755,10 @@ PYBIND11_MODULE(_core, m) {
       "max_pool2d_forward",
       [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool ref, py::handle out, OptTier tier) {
         const std::string op = "max_pool2d";
-        FArray x = as_float(x_obj, op, "input");
-        return max_pool_forward(x, pool2d_checked(x, op, kernel, stride, pad), false,
-                                pool_tier(ref, tier, op), out, op);
+        py::array xr = as_real(x_obj, op, "input");
+        const Pool2dShape s = pool2d_checked(xr, op, kernel, stride, pad);
+        FArray x = FArray::ensure(xr);
+        return max_pool_forward(x, s, false, pool_tier(ref, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
       py::arg("ref") = false, py::arg("out") = py::none(), py::arg("tier") = py::none());
@@ -753,9 +766,10 @@ PYBIND11_MODULE(_core, m) {
       "max_pool1d_forward",
       [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, py::handle out, OptTier tier) {
         const std::string op = "max_pool1d";
-        FArray x = as_float(x_obj, op, "input");
-        return max_pool_forward(x, pool1d_checked(x, op, kernel, stride, pad), true,
-                                pool_tier(false, tier, op), out, op);
+        py::array xr = as_real(x_obj, op, "input");
+        const Pool2dShape s = pool1d_checked(xr, op, kernel, stride, pad);
+        FArray x = FArray::ensure(xr);
+        return max_pool_forward(x, s, true, pool_tier(false, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
       py::arg("out") = py::none(), py::arg("tier") = py::none());
@@ -778,9 +792,10 @@ PYBIND11_MODULE(_core, m) {
       "max_pool2d_relu_forward",
       [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, py::handle out, OptTier tier) {
         const std::string op = "max_pool2d_relu";
-        FArray x = as_float(x_obj, op, "input");
-        return max_pool_forward(x, pool2d_checked(x, op, kernel, stride, pad), false,
-                                pool_tier(false, tier, op), out, op, true);
+        py::array xr = as_real(x_obj, op, "input");
+        const Pool2dShape s = pool2d_checked(xr, op, kernel, stride, pad);
+        FArray x = FArray::ensure(xr);
+        return max_pool_forward(x, s, false, pool_tier(false, tier, op), out, op, true);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
       py::arg("out") = py::none(), py::arg("tier") = py::none());
@@ -812,8 +827,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool cip, bool ref, py::handle out,
          OptTier tier) {
         const std::string op = "avg_pool2d";
-        FArray x = as_float(x_obj, op, "input");
-        return avg_pool_forward(x, pool2d_checked(x, op, kernel, stride, pad), false, cip,
+        py::array xr = as_real(x_obj, op, "input");
+        const Pool2dShape s = pool2d_checked(xr, op, kernel, stride, pad);
+        FArray x = FArray::ensure(xr);
+        return avg_pool_forward(x, s, false, cip,
                                 pool_tier(ref, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
@@ -824,8 +841,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, bool cip, py::handle out,
          OptTier tier) {
         const std::string op = "avg_pool1d";
-        FArray x = as_float(x_obj, op, "input");
-        return avg_pool_forward(x, pool1d_checked(x, op, kernel, stride, pad), true, cip,
+        py::array xr = as_real(x_obj, op, "input");
+        const Pool2dShape s = pool1d_checked(xr, op, kernel, stride, pad);
+        FArray x = FArray::ensure(xr);
+        return avg_pool_forward(x, s, true, cip,
                                 pool_tier(false, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
@@ -1508,8 +1527,9 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle x_obj, double p, I2 kernel, I2 stride, py::handle out) {
         const std::string op = "lp_pool2d";
         expect_finite(p, op, "norm_type", true);
-        FArray x = as_float(x_obj, op, "input");
-        Pool2dShape s = pool2d_checked(x, op, kernel, stride, {0, 0, 0, 0});
+        py::array xr = as_real(x_obj, op, "input");
+        Pool2dShape s = pool2d_checked(xr, op, kernel, stride, {0, 0, 0, 0});
+        FArray x = FArray::ensure(xr);
         FArray y = output<float>(out, pool_out_shape(s, false), op, "out", {&x});
         {
           py::gil_scoped_release nogil;
@@ -1524,8 +1544,9 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle dy_obj, py::handle x_obj, double p, I2 kernel, I2 stride, py::handle out) {
         const std::string op = "lp_pool2d_backward";
         expect_finite(p, op, "norm_type", true);
-        FArray x = as_float(x_obj, op, "input");
-        Pool2dShape s = pool2d_checked(x, op, kernel, stride, {0, 0, 0, 0});
+        py::array xr = as_real(x_obj, op, "input");
+        Pool2dShape s = pool2d_checked(xr, op, kernel, stride, {0, 0, 0, 0});
+        FArray x = FArray::ensure(xr);
         FArray dy = as_float(dy_obj, op, "grad_output");
         expect_shape(dy, pool_out_shape(s, false), op, "grad_output");
         FArray dx = output<float>(out, Shape(x.shape(), x.shape() + x.ndim()), op, "out", {&x, &dy});

@@ -1,4 +1,4 @@
-// Workspace and aligned allocation.
+// Workspace, aligned allocation and the size check.
 #include "common.hpp"
 
 #include <cstdlib>
@@ -15,6 +15,22 @@ float* aligned_alloc_floats(std::size_t count) {
 }
 
 void aligned_free(void* p) { std::free(p); }
+
+void check_elements(const std::string& op, const std::string& what,
+                    std::initializer_list<int64_t> dims, int64_t limit, const std::string& why) {
+  int64_t count = 1;
+  bool overflow = false;
+  std::string shape = "(";
+  for (int64_t d : dims) {
+    shape += (shape.size() > 1 ? ", " : "") + std::to_string(d);
+    overflow = overflow || __builtin_mul_overflow(count, d, &count);
+  }
+  shape += dims.size() == 1 ? ",)" : ")";
+  if (overflow || count > limit)
+    throw ShapeError(op + ": " + what + " " + shape + " has " +
+                     (overflow ? "more than 2^63" : std::to_string(count)) +
+                     " elements, more than the " + std::to_string(limit) + " " + why);
+}
 
 void Workspace::Free::operator()(float* p) const { aligned_free(p); }
 

@@ -1,6 +1,7 @@
 """cnnkit's random state. Weight initialisation, dropout masks and fit's shuffling all draw
 from one NumPy generator, so ``set_random_seed(s)`` before building and training a model makes
-the run reproducible (same thread count and SIMD tier: bit-identical)."""
+the run reproducible: bit-identical for the same SIMD tier at any thread count (no kernel
+splits a sum by thread; tests/test_determinism.py), within rounding across tiers."""
 import operator
 
 import numpy as np

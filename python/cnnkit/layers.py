@@ -134,6 +134,12 @@ class Layer:
         self._views[key, shape, dtype] = view
         return view
 
+    def _workspace(self):
+        """The core's scratch memory for this layer's next call: inside a model (which runs one
+        call at a time) the layer's own Workspace, kept warm from step to step; used on its
+        own, None, i.e. the calling thread's, so threads calling one layer never share one."""
+        return self._ws if self.reuse_buffers else None
+
     def _dx(self):
         """The array the input gradient goes to (None: fresh) for the last forward's input
         shape, kept in that forward's plan."""
@@ -256,11 +262,11 @@ class _Conv(Layer):
             out = self._out("y", (shape[0],) + self.output_shape(shape[1:])) if self.reuse_buffers else None
             plan = self._remember(key, [pad, out, None])  # [2]: the dx array, once asked for
         self._x, self._shape, self._plan = x, shape, plan
-        self._pad, out = plan[0], plan[1]
-        self._y_out = out
+        pad, out = plan[0], plan[1]
+        self._pad, self._y_out = pad, out
         # (..., ref, out, workspace, groups)
-        return type(self)._core_forward(x, self.params["weight"], self.params.get("bias"), self.stride, self._pad,
-                                        self.dilation, False, out, self._ws, self.groups)
+        return type(self)._core_forward(x, self.params["weight"], self.params.get("bias"), self.stride, pad,
+                                        self.dilation, False, out, self._workspace(), self.groups)
 
     def backward(self, grad_output):
         dw, db = self._param_grads()
@@ -268,7 +274,7 @@ class _Conv(Layer):
         # (..., need_dx, need_dw, need_db, ref, out, workspace, groups)
         gx, _, _ = type(self)._core_backward(grad_output, self._x, self.params["weight"], self.stride, self._pad,
                                              self.dilation, self.input_grad, dw is not None, db is not None,
-                                             False, (dx, dw, db), self._ws, self.groups)
+                                             False, (dx, dw, db), self._workspace(), self.groups)
         return gx
 
 
@@ -853,14 +859,14 @@ class LocallyConnected2d(Layer):
         self._x, self._shape, self._plan = x, shape, plan
         self._y_out = plan[0]
         return _core.locally_connected2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride,
-                                                 self._pad, out=plan[0], workspace=self._ws)
+                                                 self._pad, out=plan[0], workspace=self._workspace())
 
     def backward(self, grad_output):
         dw, db = self._param_grads()
         dx = self._dx() if self.input_grad else None
         gx, _, _ = _core.locally_connected2d_backward(
             grad_output, self._x, self.params["weight"], self.stride, self._pad, self.input_grad, dw is not None,
-            db is not None, self.position_bias, out=(dx, dw, db), workspace=self._ws)
+            db is not None, self.position_bias, out=(dx, dw, db), workspace=self._workspace())
         return gx
 
     def get_config(self):

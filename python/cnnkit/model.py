@@ -5,8 +5,18 @@ NumPy in, NumPy out. The arithmetic runs in the C++ core: layers, loss and optim
 call it once per step; the loop here only moves references. Layers inside a model reuse their
 output and gradient arrays from step to step, and fit gathers each batch into one reused
 array, so a training step allocates no large buffers.
+
+Thread safety: a model's layers keep per-step state (reused output arrays, workspaces, what
+backward needs, the training/evaluation mode that predict and fit switch), and the core
+releases the GIL while it computes, so two threads inside one model would overwrite each
+other's arrays. Every entry point (forward/__call__, backward, train_on_batch, fit, evaluate,
+predict) therefore holds the model's own lock (re-entrant: callbacks may call predict): calls
+on one model from several threads run one at a time and give exactly the serial results;
+different models run concurrently. Each call already uses every core (OpenMP).
 """
+import functools
 import math
+import threading
 
 import numpy as np
 
@@ -37,6 +47,15 @@ def _summary_rows(label, layer, input_shape, depth, rows):
             _summary_rows(child_label, child, child_in, depth + 1, rows)
 
 
+def _exclusive(method):
+    """Runs a Sequential method under the model's lock (see the module's docstring)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return run
+
+
 def _batch_count(n, batch_size):
     return max(1, math.ceil(n / batch_size)) if n else 0
 
@@ -61,6 +80,7 @@ class Sequential(Container):
         self.stop_training = False
         self.history = None
         self._param_key = None  # ids of the parameters the optimizer's state belongs to
+        self._lock = threading.RLock()  # held by every entry point that runs the layers
         for layer in layers or []:
             self.add(layer)
 
@@ -332,6 +352,7 @@ class Sequential(Container):
             scratch = builtin and grad is not None and (layer._owns(grad) or (scratch and grad is grad_in))
         return grad if floor == 0 else None
 
+    @_exclusive
     def forward(self, x):
         """The last layer's output for x (in the current mode), a fresh array. Inside another
         container (reuse_buffers set by it) the layers' own output array, as any layer's."""
@@ -341,6 +362,7 @@ class Sequential(Container):
 
     __call__ = forward
 
+    @_exclusive
     def backward(self, grad_output):
         """Backpropagates grad_output through the layers after a forward; fills every layer's
         grads and returns the gradient w.r.t. the model's input (a fresh array; inside another
@@ -399,6 +421,7 @@ class Sequential(Container):
         self.optimizer.step(params, grads)
         return loss, out
 
+    @_exclusive
     def train_on_batch(self, x, y):
         """One optimisation step on (x, y); returns {"loss": ..., <metric>: ...}."""
         self._require_compiled("train_on_batch")
@@ -410,6 +433,7 @@ class Sequential(Container):
             logs[name] = float(fn(out, y))
         return logs
 
+    @_exclusive
     def fit(self, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True):
         """Train for `epochs` passes over (x, y) in minibatches; returns the History.
@@ -503,6 +527,7 @@ class Sequential(Container):
                 sums[k] = sums.get(k, 0.0) + v * len(xb)
         return {k: v / n for k, v in sums.items()} if n else {"loss": float("nan")}
 
+    @_exclusive
     def evaluate(self, x, y, batch_size=32, verbose=0):
         """Mean loss and metrics over (x, y), in evaluation mode: {"loss": ..., "accuracy": ...}."""
         if self.loss is None:
@@ -515,6 +540,7 @@ class Sequential(Container):
             print(" - ".join(f"{k}: {v:.4f}" for k, v in results.items()))
         return results
 
+    @_exclusive
     def predict(self, x, batch_size=32, verbose=0):
         """The last layer's outputs for x, batch by batch, in evaluation mode (float32)."""
         batch_size = self._positive_int(batch_size, "batch_size")

@@ -68,8 +68,8 @@ Pool2dShape pool2d_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
   if (KH > H + PT + PB || KW > W + PL + PR)
     throw ShapeError("pool: kernel " + sizes(KH, KW) + " is larger than the padded input " +
                      sizes(H + PT + PB, W + PL + PR));
-  if (H * W > std::numeric_limits<int32_t>::max())
-    throw ShapeError("pool: a plane of " + sizes(H, W) + " has more than 2^31 elements");
+  check_elements("pool", "an input plane (H, W) =", {H, W}, kMaxPlaneElements,
+                 "its SIMD kernels address with 32-bit offsets");
   Pool2dShape s{N, C, H, W, KH, KW, SH, SW, PT, PB, PL, PR, 0, 0};
   s.OH = (H + PT + PB - KH) / SH + 1;
   s.OW = (W + PL + PR - KW) / SW + 1;
