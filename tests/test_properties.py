@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import assume, given, note, strategies as st  # noqa: E402
+from hypothesis import assume, event, given, note, strategies as st  # noqa: E402
 
 from cnnkit import _core, functional as F  # noqa: E402
 
@@ -80,20 +80,45 @@ def raises_value_error(fn, *args, **kwargs):
 
 @st.composite
 def conv_cases(draw, ndim):
-    """(N, C, OC, groups, spatial sizes, kernel, stride, dilation, padding spec, bias, kind)."""
-    groups = draw(st.integers(1, 4))
-    if draw(st.booleans()) and groups > 1:  # depthwise: one input channel per group, a multiplier
-        cg, ocg = 1, draw(st.integers(1, 3))
-        groups = draw(st.sampled_from([groups, 7, 9, 16, 17]))
-    elif groups == 1:
-        cg, ocg = draw(counts), draw(counts)
+    """(N, C, OC, groups, spatial sizes, kernel, stride, dilation, padding spec, bias, kind).
+
+    A first draw aims at one of the core's paths, so each is drawn often: "direct" (stride and
+    dilation 1), "phase" (stride 3 along the width with a wider kernel and >= 16 outputs),
+    "plane" (planes over 7x7 outputs: im2col + GEMM), "tiny" (planes of 1-3, where kernels often
+    do not fit), or "any"; the structure is dense, grouped
+    or depthwise (groups == C, with channel multipliers)."""
+    aim = draw(st.sampled_from(["any", "any", "direct", "phase", "plane", "tiny"]))
+    structure = draw(st.sampled_from(["dense", "dense", "grouped", "depthwise"]))
+    if aim == "phase":
+        structure = "dense"
+    if structure == "depthwise":  # one input channel per group, a channel multiplier
+        groups, cg, ocg = draw(st.sampled_from([2, 3, 4, 7, 9, 16, 17])), 1, draw(st.integers(1, 3))
+    elif structure == "grouped":
+        groups, cg, ocg = draw(st.integers(2, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
     else:
-        cg, ocg = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        groups, cg, ocg = 1, draw(counts), draw(counts)
     n = draw(batches)
-    sizes = tuple(draw(st.integers(1, 12 if i < ndim - 1 else 40)) for i in range(ndim))
-    kernel = tuple(draw(st.integers(1, 5)) for _ in range(ndim))
-    stride = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
-    dilation = tuple(draw(st.sampled_from([1, 1, 2, 3])) for _ in range(ndim))
+    # widths to 40, and a few past 47 so that stride-3 convolutions can reach 16 outputs
+    widths = st.one_of(st.integers(1, 40), st.sampled_from([47, 48, 49, 63, 64]))
+    sizes = [draw(st.integers(1, 12) if i < ndim - 1 else widths) for i in range(ndim)]
+    kernel = [draw(st.integers(1, 5)) for _ in range(ndim)]
+    stride = [draw(st.sampled_from([1, 1, 2, 3])) for _ in range(ndim)]
+    dilation = [draw(st.sampled_from([1, 1, 1, 2, 3])) for _ in range(ndim)]
+    if aim == "direct":
+        stride, dilation = [1] * ndim, [1] * ndim
+    elif aim == "phase":
+        stride[-1], dilation[-1] = 3, 1
+        kernel[-1] = draw(st.integers(4, 5))
+        sizes[-1] = draw(st.integers(46, 64))
+        sizes[:-1] = [draw(st.integers(1, 4)) for _ in range(ndim - 1)]
+        n = min(n, 2)
+    elif aim == "plane":
+        sizes = [draw(st.integers(8, 12)) for _ in range(ndim - 1)] + [draw(st.integers(20, 40))]
+        stride[-1] = min(stride[-1], 2)
+        kernel = [min(k, 3) for k in kernel]
+    elif aim == "tiny":  # planes of 1-3: the kernel often does not fit (must raise)
+        sizes = [draw(st.integers(1, 3)) for _ in range(ndim)]
+    sizes, kernel, stride, dilation = tuple(sizes), tuple(kernel), tuple(stride), tuple(dilation)
     mode = draw(st.sampled_from(["int", "tuple", "asym", "same", "valid"]))
     if mode == "int":
         padding = draw(st.integers(0, 4))
@@ -115,6 +140,24 @@ def resolve_pads(padding, shape, kernel, stride, dilation):
     if isinstance(padding, tuple) and len(padding) == 2 * n:
         return padding
     return F._flat(F._padding(padding, shape, kernel, stride, dilation, "test"))
+
+
+def conv_path(c, oc, g, sizes, kernel, stride, dilation, pads):
+    """Which of the core's conv2d forward paths a shape takes (src/ops/conv2d.cpp's dispatch,
+    approximately), recorded as a hypothesis event so the statistics show each is drawn."""
+    out = [(s + pads[2 * i] + pads[2 * i + 1] - d * (k - 1) - 1) // st_ + 1
+           for i, (s, k, st_, d) in enumerate(zip(sizes, kernel, stride, dilation))]
+    oh, ow = (1, out[0]) if len(out) == 1 else out
+    kh, kw = (1, kernel[0]) if len(kernel) == 1 else kernel
+    if g > 1 and g == c:
+        return "depthwise"
+    if c // g <= 64 and all(v == 1 for v in stride + dilation) and oh * ow <= 64 * 64:
+        return "direct"
+    if oh * ow <= 49:
+        return "batched"
+    if stride[-1] >= 3 and kw > stride[-1] and ow >= 16 and g == 1:
+        return "phase"
+    return "gemm"
 
 
 def conv_valid(sizes, kernel, dilation, pads):
@@ -143,11 +186,14 @@ def test_conv2d_matches_reference(case, seed):
             return _core.conv2d_backward(dy, x, wt, stride, pads, dil, True, True, True, groups=g)
         return F.conv2d_backward(dy, x, wt, stride=stride, padding=padding, dilation=dil, groups=g)
 
+    event("padding " + (padding if isinstance(padding, str) else "asym" if asym else type(padding).__name__))
     if not conv_valid((h, w), kernel, dil, pads):
+        event("invalid: ValueError")
         raises_value_error(forward)
         dy = np.zeros((n, oc, 1, 1), np.float32)
         raises_value_error(backward, dy)
         return
+    event("path " + conv_path(c, oc, g, (h, w), kernel, stride, dil, pads))
     y = forward()
     ref = R.conv2d(x, wt, b, stride, pads, dil, g)
     scale = R.conv2d(np.abs(x), np.abs(wt), None if b is None else np.abs(b), stride, pads, dil, g)
@@ -185,9 +231,11 @@ def test_conv1d_matches_reference(case, seed):
         return F.conv1d_backward(dy, x, wt, stride=s, padding=padding, dilation=d, groups=g)
 
     if not conv_valid((length,), (k,), (d,), pads):
+        event("invalid: ValueError")
         raises_value_error(forward)
         raises_value_error(backward, np.zeros((n, oc, 1), np.float32))
         return
+    event("path " + conv_path(c, oc, g, (length,), (k,), (s,), (d,), pads))
     y = forward()
     ref = R.conv1d(x, wt, b, s, pads, d, g)
     scale = R.conv1d(np.abs(x), np.abs(wt), None if b is None else np.abs(b), s, pads, d, g)
@@ -255,6 +303,7 @@ def test_max_pool2d_matches_reference(case, kind, fused_relu, seed):
         return F.max_pool2d(x, kernel, stride, padding, return_indices=True)
 
     if not pool_valid((h, w), kernel, pads):
+        event("invalid: ValueError")
         raises_value_error(forward)
         return
     y, idx = forward()
@@ -291,6 +340,7 @@ def test_avg_pool2d_matches_reference(case, count_include_pad, kind, seed):
         return F.avg_pool2d(x, kernel, stride, padding, count_include_pad)
 
     if not pool_valid((h, w), kernel, pads):
+        event("invalid: ValueError")
         raises_value_error(forward)
         return
     y = forward()
@@ -330,6 +380,7 @@ def test_pool1d_matches_reference(case, count_include_pad, kind, seed):
         return F.avg_pool1d(x, k, st_arg, padding, count_include_pad)
 
     if not pool_valid((length,), (k,), pads):
+        event("invalid: ValueError")
         raises_value_error(max_fwd)
         raises_value_error(avg_fwd)
         return
