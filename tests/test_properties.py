@@ -28,12 +28,15 @@ derandomized, so every run tests the same cases) and "thorough" (2,000 fresh exa
 
 Add --hypothesis-show-statistics for the example counts per property.
 """
+import contextlib
+
 import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import assume, event, given, note, strategies as st  # noqa: E402
 
+import cnnkit  # noqa: E402
 from cnnkit import _core, functional as F  # noqa: E402
 
 import reference as R  # noqa: E402
@@ -69,6 +72,30 @@ def close(actual, expected, rtol=1e-5, atol=1e-6, what="result"):
     actual = np.asarray(actual)
     assert actual.shape == np.shape(expected), f"{what}: shape {actual.shape} != {np.shape(expected)}"
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+@contextlib.contextmanager
+def threads(n):
+    """cnnkit on n threads for the block (the work splits differ: 3 oversubscribes 2 cores)."""
+    before = cnnkit.get_num_threads()
+    cnnkit.set_num_threads(n)
+    try:
+        yield
+    finally:
+        cnnkit.set_num_threads(before)
+
+
+thread_counts = st.sampled_from([1, 2, 3])
+# which gradients a backward call asks for (dx, dw, db): the others must come back None
+needs = st.tuples(st.booleans(), st.booleans(), st.booleans())
+
+
+def check_grads(got, want, scales, need, kind, op):
+    for name, g, r, sc, asked in zip(("grad_input", "grad_weight", "grad_bias"), got, want, scales, need):
+        if not asked:
+            assert g is None, f"{op} {name}: not asked for, got an array"
+        else:
+            check(g, r, sc, kind, f"{op} {name}")
 
 
 def raises_value_error(fn, *args, **kwargs):
@@ -165,8 +192,8 @@ def conv_valid(sizes, kernel, dilation, pads):
                for i, (s, k, d) in enumerate(zip(sizes, kernel, dilation)))
 
 
-@given(case=conv_cases(2), seed=seeds)
-def test_conv2d_matches_reference(case, seed):
+@given(case=conv_cases(2), need=needs, nthreads=thread_counts, seed=seeds)
+def test_conv2d_matches_reference(case, need, nthreads, seed):
     n, c, oc, g, (h, w), kernel, stride, dil, padding, with_bias, kind = case
     rng = np.random.default_rng(seed)
     x = data(rng, kind, n, c, h, w)
@@ -183,8 +210,9 @@ def test_conv2d_matches_reference(case, seed):
 
     def backward(dy):
         if asym:
-            return _core.conv2d_backward(dy, x, wt, stride, pads, dil, True, True, True, groups=g)
-        return F.conv2d_backward(dy, x, wt, stride=stride, padding=padding, dilation=dil, groups=g)
+            return _core.conv2d_backward(dy, x, wt, stride, pads, dil, *need, groups=g)
+        return F.conv2d_backward(dy, x, wt, stride=stride, padding=padding, dilation=dil, groups=g,
+                                 input_grad=need[0], weight_grad=need[1], bias_grad=need[2])
 
     event("padding " + (padding if isinstance(padding, str) else "asym" if asym else type(padding).__name__))
     if not conv_valid((h, w), kernel, dil, pads):
@@ -194,22 +222,21 @@ def test_conv2d_matches_reference(case, seed):
         raises_value_error(backward, dy)
         return
     event("path " + conv_path(c, oc, g, (h, w), kernel, stride, dil, pads))
-    y = forward()
+    with threads(nthreads):
+        y = forward()
     ref = R.conv2d(x, wt, b, stride, pads, dil, g)
     scale = R.conv2d(np.abs(x), np.abs(wt), None if b is None else np.abs(b), stride, pads, dil, g)
     check(y, ref, scale, kind, "conv2d forward")
 
     dy = data(rng, kind, *ref.shape)
-    dx, dw, db = backward(dy)
-    rdx, rdw, rdb = R.conv2d_backward(dy, x, wt, stride, pads, dil, g)
-    sdx, sdw, sdb = R.conv2d_backward(np.abs(dy), np.abs(x), np.abs(wt), stride, pads, dil, g)
-    check(dx, rdx, sdx, kind, "conv2d grad_input")
-    check(dw, rdw, sdw, kind, "conv2d grad_weight")
-    check(db, rdb, sdb, kind, "conv2d grad_bias")
+    with threads(nthreads):
+        got = backward(dy)
+    check_grads(got, R.conv2d_backward(dy, x, wt, stride, pads, dil, g),
+                R.conv2d_backward(np.abs(dy), np.abs(x), np.abs(wt), stride, pads, dil, g), need, kind, "conv2d")
 
 
-@given(case=conv_cases(1), seed=seeds)
-def test_conv1d_matches_reference(case, seed):
+@given(case=conv_cases(1), need=needs, nthreads=thread_counts, seed=seeds)
+def test_conv1d_matches_reference(case, need, nthreads, seed):
     n, c, oc, g, (length,), (k,), (s,), (d,), padding, with_bias, kind = case
     rng = np.random.default_rng(seed)
     x = data(rng, kind, n, c, length)
@@ -227,8 +254,9 @@ def test_conv1d_matches_reference(case, seed):
 
     def backward(dy):
         if asym:
-            return _core.conv1d_backward(dy, x, wt, s, pads, d, True, True, True, groups=g)
-        return F.conv1d_backward(dy, x, wt, stride=s, padding=padding, dilation=d, groups=g)
+            return _core.conv1d_backward(dy, x, wt, s, pads, d, *need, groups=g)
+        return F.conv1d_backward(dy, x, wt, stride=s, padding=padding, dilation=d, groups=g,
+                                 input_grad=need[0], weight_grad=need[1], bias_grad=need[2])
 
     if not conv_valid((length,), (k,), (d,), pads):
         event("invalid: ValueError")
@@ -236,18 +264,17 @@ def test_conv1d_matches_reference(case, seed):
         raises_value_error(backward, np.zeros((n, oc, 1), np.float32))
         return
     event("path " + conv_path(c, oc, g, (length,), (k,), (s,), (d,), pads))
-    y = forward()
+    with threads(nthreads):
+        y = forward()
     ref = R.conv1d(x, wt, b, s, pads, d, g)
     scale = R.conv1d(np.abs(x), np.abs(wt), None if b is None else np.abs(b), s, pads, d, g)
     check(y, ref, scale, kind, "conv1d forward")
 
     dy = data(rng, kind, *ref.shape)
-    dx, dw, db = backward(dy)
-    rdx, rdw, rdb = R.conv1d_backward(dy, x, wt, s, pads, d, g)
-    sdx, sdw, sdb = R.conv1d_backward(np.abs(dy), np.abs(x), np.abs(wt), s, pads, d, g)
-    check(dx, rdx, sdx, kind, "conv1d grad_input")
-    check(dw, rdw, sdw, kind, "conv1d grad_weight")
-    check(db, rdb, sdb, kind, "conv1d grad_bias")
+    with threads(nthreads):
+        got = backward(dy)
+    check_grads(got, R.conv1d_backward(dy, x, wt, s, pads, d, g),
+                R.conv1d_backward(np.abs(dy), np.abs(x), np.abs(wt), s, pads, d, g), need, kind, "conv1d")
 
 
 # --- pooling ------------------------------------------------------------------------------------
@@ -286,8 +313,8 @@ def tie_heavy(rng, kind, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-@given(case=pool_cases(2), kind=kinds, fused_relu=st.booleans(), seed=seeds)
-def test_max_pool2d_matches_reference(case, kind, fused_relu, seed):
+@given(case=pool_cases(2), kind=kinds, fused_relu=st.booleans(), nthreads=thread_counts, seed=seeds)
+def test_max_pool2d_matches_reference(case, kind, fused_relu, nthreads, seed):
     n, c, (h, w), kernel, stride, padding = case
     rng = np.random.default_rng(seed)
     x = tie_heavy(rng, kind, n, c, h, w)
@@ -306,7 +333,8 @@ def test_max_pool2d_matches_reference(case, kind, fused_relu, seed):
         event("invalid: ValueError")
         raises_value_error(forward)
         return
-    y, idx = forward()
+    with threads(nthreads):
+        y, idx = forward()
     ry, ridx = R.max_pool2d(np.maximum(x, 0) if fused_relu else x, kernel, s, pads)
     np.testing.assert_array_equal(y, ry, err_msg="max_pool2d forward")
     np.testing.assert_array_equal(idx, ridx, err_msg="max_pool2d indices")
@@ -325,8 +353,8 @@ def test_max_pool2d_matches_reference(case, kind, fused_relu, seed):
     check(dx, rdx, sdx, "normal", "max_pool2d grad_input")
 
 
-@given(case=pool_cases(2), count_include_pad=st.booleans(), kind=kinds, seed=seeds)
-def test_avg_pool2d_matches_reference(case, count_include_pad, kind, seed):
+@given(case=pool_cases(2), count_include_pad=st.booleans(), kind=kinds, nthreads=thread_counts, seed=seeds)
+def test_avg_pool2d_matches_reference(case, count_include_pad, kind, nthreads, seed):
     n, c, (h, w), kernel, stride, padding = case
     rng = np.random.default_rng(seed)
     x = data(rng, kind, n, c, h, w)
@@ -343,7 +371,8 @@ def test_avg_pool2d_matches_reference(case, count_include_pad, kind, seed):
         event("invalid: ValueError")
         raises_value_error(forward)
         return
-    y = forward()
+    with threads(nthreads):
+        y = forward()
     ref = R.avg_pool2d(x, kernel, s, pads, count_include_pad)
     check(y, ref, R.avg_pool2d(np.abs(x), kernel, s, pads, count_include_pad), "normal", "avg_pool2d forward")
 
@@ -471,22 +500,21 @@ def test_adaptive_avg_pool2d_matches_reference(n, c, h, w, oh, ow, seed):
 # --- dense, activations, softmax, cross-entropy ---------------------------------------------------
 
 @given(lead=st.lists(st.integers(0, 5), min_size=1, max_size=3), fin=counts, fout=counts,
-       with_bias=st.booleans(), kind=kinds, seed=seeds)
-def test_linear_matches_reference(lead, fin, fout, with_bias, kind, seed):
+       with_bias=st.booleans(), kind=kinds, need=needs, nthreads=thread_counts, seed=seeds)
+def test_linear_matches_reference(lead, fin, fout, with_bias, kind, need, nthreads, seed):
     rng = np.random.default_rng(seed)
     x = data(rng, kind, *lead, fin)
     w = data(rng, kind, fout, fin)
     b = data(rng, kind, fout) if with_bias else None
-    y = F.linear(x, w, b)
+    with threads(nthreads):
+        y = F.linear(x, w, b)
     check(y, R.linear(x, w, b), R.linear(np.abs(x), np.abs(w), None if b is None else np.abs(b)), kind,
           "linear forward")
     dy = data(rng, kind, *lead, fout)
-    dx, dw, db = F.linear_backward(dy, x, w)
-    rdx, rdw, rdb = R.linear_backward(dy, x, w)
-    sdx, sdw, sdb = R.linear_backward(np.abs(dy), np.abs(x), np.abs(w))
-    check(dx, rdx, sdx, kind, "linear grad_input")
-    check(dw, rdw, sdw, kind, "linear grad_weight")
-    check(db, rdb, sdb, kind, "linear grad_bias")
+    with threads(nthreads):
+        got = F.linear_backward(dy, x, w, input_grad=need[0], weight_grad=need[1], bias_grad=need[2])
+    check_grads(got, R.linear_backward(dy, x, w), R.linear_backward(np.abs(dy), np.abs(x), np.abs(w)), need, kind,
+                "linear")
 
 
 shapes = st.lists(st.integers(0, 19), min_size=1, max_size=4).filter(lambda s: int(np.prod(s)) <= 4000)
@@ -695,3 +723,52 @@ def test_max_pool_tap_right_of_a_short_row_is_skipped(x_shape, kernel, stride, p
         y1, idx1 = _core.max_pool1d_forward(x[:, :, 0, :], kernel[1], stride[1], pads[2:])
         np.testing.assert_array_equal(y1, ry[:, :, 0, :])
         np.testing.assert_array_equal(idx1, ridx[:, :, 0, :])
+
+
+# --- layouts: any array-like gives the float32 C-contiguous result ---------------------------------
+
+LAYOUT_OPS = {  # name -> (input rank, op of (x, weights of the input's sizes))
+    "conv2d": (4, lambda x, p: F.conv2d(x, p["w2"], padding=1)),
+    "conv1d": (3, lambda x, p: F.conv1d(x, p["w1"], padding=1, stride=2)),
+    "max_pool2d": (4, lambda x, p: F.max_pool2d(x, 2, 1, return_indices=True)),
+    "avg_pool2d": (4, lambda x, p: F.avg_pool2d(x, 2, 1, padding=1, count_include_pad=False)),
+    "max_pool1d": (3, lambda x, p: F.max_pool1d(x, 3, 2, padding=1, return_indices=True)),
+    "linear": (4, lambda x, p: F.linear(x, p["wl"])),
+    "relu": (4, lambda x, p: F.relu(x)),
+    "sigmoid": (3, lambda x, p: F.sigmoid(x)),
+    "softmax": (4, lambda x, p: F.softmax(x, axis=1)),
+    "batch_norm": (4, lambda x, p: F.batch_norm(x, None, None, training=True)),
+    "adaptive_avg_pool2d": (4, lambda x, p: F.adaptive_avg_pool2d(x, (2, 3))),
+    "lp_pool2d": (4, lambda x, p: F.lp_pool2d(x, 2.0, 2)),
+    "pad": (4, lambda x, p: F.pad(x, (1, -1, 2, 0), value=0.5)),
+    "locally_connected2d": (4, lambda x, p: F.locally_connected2d(x, p["wlc"])),
+}
+
+
+def relayout(x, layout):
+    """x's values in another memory layout or type."""
+    if layout == "float64":
+        return x.astype(np.float64)
+    if layout == "transposed":  # a channels-last array seen channels-first
+        return np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 1, -1)), -1, 1)
+    if layout == "strided":  # every other element of a larger array
+        big = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), np.float32)
+        big[..., ::2] = x
+        return big[..., ::2]
+    if layout == "list":
+        return x.tolist()
+    return np.asfortranarray(x)
+
+
+@given(op=st.sampled_from(sorted(LAYOUT_OPS)), n=st.integers(2, 4), c=st.integers(1, 5), h=st.integers(3, 9),
+       w=st.integers(3, 20), layout=st.sampled_from(["float64", "transposed", "strided", "list", "fortran"]),
+       seed=seeds)
+def test_layouts_give_the_contiguous_result(op, n, c, h, w, layout, seed):
+    rng = np.random.default_rng(seed)
+    rank, fn = LAYOUT_OPS[op]
+    x = data(rng, "normal", *(n, c, h, w)[:rank - 1], w)
+    params = {"w2": data(rng, "normal", 4, c, 3, 3), "w1": data(rng, "normal", 4, c, 3),
+              "wl": data(rng, "normal", 4, w), "wlc": data(rng, "normal", h - 2, w - 2, 4, c, 3, 3)}
+    want, got = fn(x, params), fn(relayout(x, layout), params)
+    for a, b in zip(want if isinstance(want, tuple) else (want,), got if isinstance(got, tuple) else (got,)):
+        np.testing.assert_array_equal(b, a, err_msg=f"{op} on a {layout} input")

@@ -45,14 +45,19 @@ def run(layer, x, dy):
 
 # --- convolution layers ------------------------------------------------------------------------
 
-@given(case=conv_cases(2), later=st.lists(batches, max_size=2), reuse=st.booleans(), seed=seeds)
-def test_conv2d_layer_matches_reference(case, later, reuse, seed):
+@given(case=conv_cases(2), later=st.lists(batches, max_size=2), reuse=st.booleans(), trainable=st.booleans(),
+       input_grad=st.booleans(), seed=seeds)
+def test_conv2d_layer_matches_reference(case, later, reuse, trainable, input_grad, seed):
     n, c, oc, g, (h, w), kernel, stride, dil, padding, with_bias, _ = case
     if isinstance(padding, tuple) and len(padding) == 4:
         padding = padding[::2]  # layers pad symmetrically: (top, left)
     rng = np.random.default_rng(seed)
     layer = L.Conv2d(c, oc, kernel, stride=stride, padding=padding, dilation=dil, groups=g, bias=with_bias)
     layer.reuse_buffers = reuse
+    layer.trainable, layer.input_grad = trainable, input_grad  # frozen: no weight gradients written
+    stale = {k: np.full_like(v, np.nan) for k, v in layer.grads.items()}
+    for k, v in stale.items():
+        layer.grads[k][...] = v
     wt = data(rng, "normal", oc, c // g, *kernel)
     layer.params["weight"][...] = wt
     b = data(rng, "normal", oc) if with_bias else None
@@ -73,7 +78,14 @@ def test_conv2d_layer_matches_reference(case, later, reuse, seed):
               "Conv2d forward")
         rdx, rdw, rdb = R.conv2d_backward(dy, x, wt, stride, pads, dil, g)
         sdx, sdw, sdb = R.conv2d_backward(np.abs(dy), np.abs(x), np.abs(wt), stride, pads, dil, g)
-        check(dx, rdx, sdx, "Conv2d grad_input")
+        if input_grad:
+            check(dx, rdx, sdx, "Conv2d grad_input")
+        else:
+            assert dx is None
+        if not trainable:  # the grads arrays are left alone
+            for k, v in grads.items():
+                np.testing.assert_array_equal(v, stale[k])
+            continue
         check(grads["weight"], rdw, sdw, "Conv2d grad_weight")
         if with_bias:
             check(grads["bias"], rdb, sdb, "Conv2d grad_bias")
