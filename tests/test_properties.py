@@ -772,3 +772,25 @@ def test_layouts_give_the_contiguous_result(op, n, c, h, w, layout, seed):
     want, got = fn(x, params), fn(relayout(x, layout), params)
     for a, b in zip(want if isinstance(want, tuple) else (want,), got if isinstance(got, tuple) else (got,)):
         np.testing.assert_array_equal(b, a, err_msg=f"{op} on a {layout} input")
+
+
+@given(n=st.integers(1, 3), c=counts, h=st.integers(1, 9), w=st.integers(1, 20), k=st.integers(1, 3),
+       corrupt=st.sampled_from([None, "negative", "past_plane"]), one_d=st.booleans(), seed=seeds)
+def test_max_pool_backward_checks_its_indices(n, c, h, w, k, corrupt, one_d, seed):
+    """The indices are user data: any outside the plane must raise ValueError (not write past dx)."""
+    assume(k <= h and k <= w)
+    rng = np.random.default_rng(seed)
+    shape = (n, c, w) if one_d else (n, c, h, w)
+    x = data(rng, "normal", *shape)
+    y, idx = (F.max_pool1d if one_d else F.max_pool2d)(x, k, return_indices=True)
+    dy = data(rng, "normal", *y.shape)
+    plane = w if one_d else h * w
+    if corrupt is not None:
+        flat = idx.reshape(-1)
+        flat[rng.integers(0, flat.size)] = -1 if corrupt == "negative" else plane + int(rng.integers(0, 3))
+        raises_value_error(F.max_pool1d_backward if one_d else F.max_pool2d_backward, dy, idx, shape, k)
+        return
+    dx = (F.max_pool1d_backward if one_d else F.max_pool2d_backward)(dy, idx, shape, k)
+    as4 = (lambda a: a[:, :, None, :]) if one_d else (lambda a: a)
+    want = R.max_pool2d_backward(as4(dy), as4(idx), as4(x).shape).reshape(shape)
+    close(dx, want, rtol=1e-6, atol=1e-6, what="max_pool backward")

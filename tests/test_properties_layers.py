@@ -318,7 +318,8 @@ def test_linear_layer_matches_reference(leads, fin, fout, with_bias, reuse, seed
 layer_shapes = st.lists(st.integers(0, 9), min_size=1, max_size=4).filter(lambda s: int(np.prod(s)) <= 3000)
 
 
-@given(op=st.sampled_from(["ReLU", "Sigmoid", "Tanh", "Softmax"]), shapes=st.lists(layer_shapes, min_size=1, max_size=3),
+@given(op=st.sampled_from(["ReLU", "Sigmoid", "Tanh", "Softmax"]),
+       shapes=st.lists(layer_shapes, min_size=1, max_size=3),
        axis=st.integers(-4, 3), mag=st.sampled_from([0.1, 1.0, 30.0]), reuse=st.booleans(), seed=seeds)
 def test_activation_layers_match_reference(op, shapes, axis, mag, reuse, seed):
     rng = np.random.default_rng(seed)
