@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import event, given, strategies as st  # noqa: E402
+from hypothesis import assume, event, given, strategies as st  # noqa: E402
 
 import cnnkit  # noqa: E402
 from cnnkit import layers as L, losses, optim  # noqa: E402
@@ -687,3 +687,109 @@ def test_softmax_layer_axis_out_of_range_raises(axis, shape):
     Softmax(axis=1) normalised a 1-D input along axis 0 (and its backward then raised)."""
     with pytest.raises(ValueError, match="out of range"):
         L.Softmax(axis).forward(np.zeros(shape, np.float32))
+
+
+# --- a model's in-place shortcuts change nothing ----------------------------------------------------
+
+@st.composite
+def layer_stacks(draw):
+    """(input (C, H, W), layers): a random stack that fits together, with ReLU -> MaxPool2d pairs
+    (which a model fuses), activations after convolutions (which a model runs in place), batch
+    norm, dropout, padding, residual blocks, and a Flatten -> Linear -> Softmax head or not."""
+    c, h, w = draw(st.integers(1, 5)), draw(st.integers(2, 9)), draw(st.integers(2, 17))
+    shape = in_shape = (c, h, w)
+    stack = []
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["conv", "conv", "relu_pool", "act", "bn", "dropout", "pad", "avg", "residual"]))
+        c, h, w = shape
+        if kind == "conv":
+            oc, k = draw(st.integers(1, 9)), draw(st.integers(1, 3))
+            stack.append(L.Conv2d(c, oc, k, padding=draw(st.sampled_from(["same", 0, 1])),
+                                  stride=draw(st.sampled_from([1, 1, 2]))))
+        elif kind == "relu_pool" and h >= 2 and w >= 2:
+            stack += [L.ReLU(), L.MaxPool2d(2, stride=draw(st.sampled_from([1, 2])))]
+        elif kind == "act":
+            stack.append(draw(st.sampled_from([L.ReLU, L.Sigmoid, L.Tanh]))())
+        elif kind == "bn":
+            stack.append(L.BatchNorm2d(c))
+        elif kind == "dropout":
+            stack.append(L.Dropout(draw(st.sampled_from([0.0, 0.3]))))
+        elif kind == "pad":
+            stack.append(L.ZeroPad2d(draw(st.integers(0, 2))))
+        elif kind == "avg" and h >= 2 and w >= 2:
+            stack.append(L.AvgPool2d(2, stride=1, padding=draw(st.integers(0, 1))))
+        elif kind == "residual":
+            stack.append(L.Residual(L.Conv2d(c, c, draw(st.sampled_from([1, 3])), padding="same")))
+        else:
+            continue
+        try:
+            shape = stack[-1].output_shape(stack[-2].output_shape(shape)) if kind == "relu_pool" \
+                else stack[-1].output_shape(shape)
+        except ValueError:
+            stack.pop()
+            if kind == "relu_pool":
+                stack.pop()
+    if draw(st.booleans()):
+        stack += [L.Flatten(), L.Linear(int(np.prod(shape)), draw(st.integers(1, 9)))]
+        if draw(st.booleans()):
+            stack.append(L.Softmax())
+    return in_shape, stack
+
+
+def standalone_copy(layer):
+    """A fresh layer of the same config with the same parameter and buffer values."""
+    from cnnkit.containers import layer_from_spec, layer_spec, named_arrays
+    twin = layer_from_spec(layer_spec(layer))
+    theirs = dict(named_arrays(layer))
+    for key, arr in named_arrays(twin):
+        arr[...] = theirs[key]
+    return twin
+
+
+@given(case=layer_stacks(), batches_=st.lists(st.integers(1, 5), min_size=1, max_size=3), training=st.booleans(),
+       seed=seeds)
+def test_model_forward_backward_equal_the_layers_run_one_by_one(case, batches_, training, seed):
+    """Sequential's shortcuts (in-place activations and gradients, the fused ReLU + max pool,
+    reused output arrays, a smaller batch in a view of the larger buffer) must give bit for bit
+    what the same layers give run one at a time on fresh arrays."""
+    in_shape, stack = case
+    assume(stack)
+    for a, b in zip(stack, stack[1:]):
+        if type(a) is L.ReLU and type(b) is L.MaxPool2d:
+            event("fused ReLU + MaxPool2d")
+        if isinstance(a, L.Conv2d) and type(b) in (L.ReLU, L.Sigmoid, L.Tanh):
+            event("activation in place after a conv")
+    rng = np.random.default_rng(seed)
+    twins = [standalone_copy(layer) for layer in stack]
+    model = cnnkit.Sequential(stack, input_shape=in_shape)
+    model.train(training)
+    for t in twins:
+        t.train(training)
+    for n in batches_:
+        x = data(rng, "normal", n, *in_shape)
+        if training and n == 1 and any(isinstance(layer, L.BatchNorm2d) for layer in stack):
+            continue  # batch norm may see one value per channel: an error either way
+        seed_drop = int(rng.integers(0, 2**31))  # the same dropout masks on both sides
+        cnnkit.set_random_seed(seed_drop)
+        y = model.forward(x)
+        dy = data(rng, "normal", *y.shape)
+        dx = model.backward(dy)
+        cnnkit.set_random_seed(seed_drop)
+        ry = x
+        for t in twins:
+            ry = t.forward(ry)
+        rdx = dy
+        for t in reversed(twins):
+            rdx = t.backward(rdx)
+        np.testing.assert_array_equal(y, ry, err_msg="model forward")
+        np.testing.assert_array_equal(dx, rdx, err_msg="model input gradient")
+        for layer, twin in zip(stack, twins):
+            for (k, g), (_, tg) in zip(sorted(_grads(layer)), sorted(_grads(twin))):
+                np.testing.assert_array_equal(g, tg, err_msg=f"{type(layer).__name__} {k} gradient")
+
+
+def _grads(layer):
+    from cnnkit.containers import leaves
+    for i, leaf in enumerate(leaves(layer)):
+        for k, g in leaf.grads.items():
+            yield f"{i}.{k}", g
