@@ -793,3 +793,16 @@ def _grads(layer):
     for i, leaf in enumerate(leaves(layer)):
         for k, g in leaf.grads.items():
             yield f"{i}.{k}", g
+
+
+@given(n=st.integers(1, 4), k=st.integers(1, 6), loss=st.sampled_from(["bce", "mse", "soft_cross_entropy"]),
+       grad=st.floats(-2, 2), seed=seeds)
+def test_loss_references_gradcheck(n, k, loss, grad, seed):
+    """The loss references added for these properties, held to central finite differences in
+    float64 (as tests/test_reference.py does for the others)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, k)) * 3
+    t = rng.random((n, k)) if loss != "soft_cross_entropy" else R.softmax(rng.standard_normal((n, k)), axis=1)
+    f = getattr(R, "bce_logits" if loss == "bce" else loss)
+    df = getattr(R, ("bce_logits" if loss == "bce" else loss) + "_backward")
+    np.testing.assert_allclose(df(x, t, grad), grad * R.numerical_grad(lambda v: f(v, t), x), rtol=1e-5, atol=1e-8)
