@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import assume, event, given, note, strategies as st  # noqa: E402
+from hypothesis import assume, event, example, given, note, strategies as st  # noqa: E402
 
 import cnnkit  # noqa: E402
 from cnnkit import _core, functional as F  # noqa: E402
@@ -116,8 +116,8 @@ def conv_cases(draw, ndim):
     or depthwise (groups == C, with channel multipliers)."""
     aim = draw(st.sampled_from(["any", "any", "direct", "phase", "plane", "tiny"]))
     structure = draw(st.sampled_from(["dense", "dense", "grouped", "depthwise"]))
-    if aim == "phase":
-        structure = "dense"
+    if aim == "phase" and structure == "depthwise":  # depthwise has kernels of its own
+        structure = "grouped"
     if structure == "depthwise":  # one input channel per group, a channel multiplier
         groups, cg, ocg = draw(st.sampled_from([2, 3, 4, 7, 9, 16, 17])), 1, draw(st.integers(1, 3))
     elif structure == "grouped":
@@ -137,7 +137,7 @@ def conv_cases(draw, ndim):
         stride[-1], dilation[-1] = 3, 1
         kernel[-1] = draw(st.integers(4, 5))
         sizes[-1] = draw(st.integers(46, 64))
-        sizes[:-1] = [draw(st.integers(1, 4)) for _ in range(ndim - 1)]
+        sizes[:-1] = [draw(st.integers(3, 6)) for _ in range(ndim - 1)]  # OH * OW > 49: not "batched"
         n = min(n, 2)
     elif aim == "plane":
         sizes = [draw(st.integers(8, 12)) for _ in range(ndim - 1)] + [draw(st.integers(20, 40))]
@@ -182,8 +182,8 @@ def conv_path(c, oc, g, sizes, kernel, stride, dilation, pads):
         return "direct"
     if oh * ow <= 49:
         return "batched"
-    if stride[-1] >= 3 and kw > stride[-1] and ow >= 16 and g == 1:
-        return "phase"
+    if stride[-1] >= 3 and kw > stride[-1] and ow >= 16:
+        return "phase" if g == 1 else "gemm, grouped with phase-path sizes"
     return "gemm"
 
 
@@ -193,6 +193,9 @@ def conv_valid(sizes, kernel, dilation, pads):
 
 
 @given(case=conv_cases(2), need=needs, nthreads=thread_counts, seed=seeds)
+# found by the thorough profile: a grouped convolution of the phase path's sizes
+@example(case=(2, 4, 2, 2, (4, 63), (4, 4), (1, 3), (1, 1), "same", True, "ints"), need=(True, True, True),
+         nthreads=2, seed=13405)
 def test_conv2d_matches_reference(case, need, nthreads, seed):
     n, c, oc, g, (h, w), kernel, stride, dil, padding, with_bias, kind = case
     rng = np.random.default_rng(seed)
@@ -701,6 +704,25 @@ def test_add_and_concat_match_reference(n, sizes, plane, seed):
 
 
 # --- regressions found by the properties above -----------------------------------------------------
+
+@pytest.mark.parametrize("n, c, oc, g, hw, kernel, stride, pads", [
+    (2, 4, 2, 2, (4, 63), (4, 4), (1, 3), (1, 2, 0, 1)),
+    (1, 10, 16, 2, (8, 56), (1, 5), (1, 3), (2, 2, 3, 0)),
+    (1, 6, 9, 3, (6, 64), (3, 5), (1, 3), (0, 0, 0, 0)),
+])
+def test_grouped_conv_with_phase_path_sizes(n, c, oc, g, hw, kernel, stride, pads):
+    """A grouped convolution with a stride >= 3 along the width, a wider kernel and >= 16 outputs
+    per row went to the dense-only phase path: the dispatch asked conv2d_phase_applies about the
+    per-group shape, whose G is always 1, so w was read as (OC, C, KH, KW), past its end:
+    garbage, NaN or 1e36 outputs. The grouped conv now takes the im2col + GEMM path."""
+    rng = np.random.default_rng(0)
+    x = data(rng, "normal", n, c, *hw)
+    w = data(rng, "normal", oc, c // g, *kernel)
+    b = data(rng, "normal", oc)
+    y = _core.conv2d_forward(x, w, b, stride, pads, (1, 1), groups=g)
+    ref = R.conv2d(x, w, b, stride, pads, (1, 1), g)
+    assert_scaled_close(y, ref, R.conv2d(np.abs(x), np.abs(w), np.abs(b), stride, pads, (1, 1), g))
+
 
 @pytest.mark.parametrize("fused_relu", [False, True])
 @pytest.mark.parametrize("x_shape, kernel, stride, pads", [
