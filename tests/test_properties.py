@@ -17,8 +17,12 @@ max_pool2d_relu forward/backward, global_avg_pool2d, linear, relu, sigmoid, tanh
 axis), softmax_cross_entropy / cross_entropy (+ backward), batch_norm (train and eval, ranks
 2-4, running statistics, + backward), locally_connected2d (+ backward, shared and per-position
 bias), lp_pool2d, adaptive_avg_pool2d, zero_pad2d, pad (1-D and 2-D, negative pads crop), and
-the merge ops _core.add / concat / concat_backward. The layers, containers (Residual, Concat),
-Flatten, Dropout, the losses and the optimizers are in test_properties_layers.py.
+the merge ops _core.add / concat / concat_backward. Also: backward calls asking for only some
+gradients (the others None), 1-3 threads, max-pool backward rejecting indices outside the plane,
+and any layout (float64, transposed, strided, list, Fortran order) giving the float32
+C-contiguous result bit for bit. The layers, containers (Residual, Concat), Sequential's
+in-place shortcuts, Flatten, Dropout, the losses and the optimizers are in
+test_properties_layers.py.
 
 Profiles (registered in tests/conftest.py): "ci" (the default: 100 examples per property,
 derandomized, so every run tests the same cases) and "thorough" (2,000 fresh examples each):

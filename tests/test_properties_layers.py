@@ -15,7 +15,9 @@ identity; train: mask values, scaling, keep rate, reproducibility), BatchNorm2d 
 (train and eval, momentum None, affine off, track_running_stats off), LocallyConnected2d,
 Residual (identity and explicit shortcut), Concat, the losses CrossEntropy (labels and class
 probabilities), BinaryCrossEntropy, MeanSquaredError, and the optimizers SGD (momentum,
-Nesterov, weight decay) and Adam over several steps against their update formulas.
+Nesterov, weight decay) and Adam over several steps against their update formulas. A random
+Sequential (fused ReLU + MaxPool2d, in-place activations and gradients, reused buffers, changing
+batch sizes) must give bit for bit what its layers give run one by one on fresh arrays.
 """
 import numpy as np
 import pytest
