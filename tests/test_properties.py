@@ -820,3 +820,60 @@ def test_max_pool_backward_checks_its_indices(n, c, h, w, k, corrupt, one_d, see
     as4 = (lambda a: a[:, :, None, :]) if one_d else (lambda a: a)
     want = R.max_pool2d_backward(as4(dy), as4(idx), as4(x).shape).reshape(shape)
     close(dx, want, rtol=1e-6, atol=1e-6, what="max_pool backward")
+
+
+# --- every SIMD tier of the kernels that take one ---------------------------------------------------
+
+tiers = st.sampled_from(_core.simd_tiers_supported())
+
+
+@given(case=pool_cases(2), tier=tiers, count_include_pad=st.booleans(), kind=kinds, seed=seeds)
+def test_pool_tiers_match_reference(case, tier, count_include_pad, kind, seed):
+    """The pooling kernels of each SIMD tier (tier=: the tier tests' hook) against the reference:
+    max pooling and its indices bit for bit, average pooling to the scaled tolerance."""
+    n, c, (h, w), kernel, stride, padding = case
+    s = kernel if stride is None else stride
+    pads = resolve_pads(padding, (n, c, h, w), kernel, s, (1, 1))
+    assume(pool_valid((h, w), kernel, pads))
+    rng = np.random.default_rng(seed)
+    x = tie_heavy(rng, kind, n, c, h, w)
+    for fused in (False, True):
+        fwd = _core.max_pool2d_relu_forward if fused else _core.max_pool2d_forward
+        y, idx = fwd(x, kernel, s, pads, tier=tier)
+        ry, ridx = R.max_pool2d(np.maximum(x, 0) if fused else x, kernel, s, pads)
+        np.testing.assert_array_equal(y, ry, err_msg=f"max_pool2d forward ({tier}, relu={fused})")
+        np.testing.assert_array_equal(idx, ridx, err_msg=f"max_pool2d indices ({tier}, relu={fused})")
+        dy = data(rng, "normal", *ry.shape)
+        if fused:
+            dx = _core.max_pool2d_relu_backward(dy, idx, y, x.shape, kernel, s, pads, tier=tier)
+            rdx = R.max_pool2d_backward(dy * (ry > 0), ridx, x.shape)
+        else:
+            dx = _core.max_pool2d_backward(dy, idx, x.shape, kernel, s, pads, tier=tier)
+            rdx = R.max_pool2d_backward(dy, ridx, x.shape)
+        check(dx, rdx, R.max_pool2d_backward(np.abs(dy), ridx, x.shape), "normal", f"max_pool2d grad ({tier})")
+    ya = _core.avg_pool2d_forward(x, kernel, s, pads, count_include_pad, tier=tier)
+    check(ya, R.avg_pool2d(x, kernel, s, pads, count_include_pad),
+          R.avg_pool2d(np.abs(x), kernel, s, pads, count_include_pad), "normal", f"avg_pool2d forward ({tier})")
+    dy = data(rng, "normal", *ya.shape)
+    dxa = _core.avg_pool2d_backward(dy, x.shape, kernel, s, pads, count_include_pad, tier=tier)
+    check(dxa, R.avg_pool2d_backward(dy, x.shape, kernel, s, pads, count_include_pad),
+          R.avg_pool2d_backward(np.abs(dy), x.shape, kernel, s, pads, count_include_pad), "normal",
+          f"avg_pool2d grad ({tier})")
+
+
+@given(m=st.one_of(st.integers(1, 40), st.sampled_from([47, 48, 49, 64, 65, 97])), n=st.integers(1, 70),
+       k=st.integers(0, 70), trans_a=st.booleans(), trans_b=st.booleans(),
+       alpha=st.sampled_from([1.0, -0.5, 2.0]), beta=st.sampled_from([0.0, 1.0, -0.75]), tier=tiers,
+       kind=kinds, seed=seeds)
+def test_gemm_tiers_match_reference(m, n, k, trans_a, trans_b, alpha, beta, tier, kind, seed):
+    """C = alpha * op(A) op(B) + beta * C with each tier's GEMM, for sizes around the register
+    tiles' edges (and K = 0)."""
+    rng = np.random.default_rng(seed)
+    a = data(rng, kind, *((k, m) if trans_a else (m, k)))
+    b = data(rng, kind, *((n, k) if trans_b else (k, n)))
+    c = data(rng, kind, m, n) if beta != 0.0 else None
+    got = _core.gemm(a, b, trans_a, trans_b, alpha, beta, c, tier=tier)
+    oa, ob = (a.T if trans_a else a).astype(np.float64), (b.T if trans_b else b).astype(np.float64)
+    want = alpha * oa @ ob + (beta * c if c is not None else 0.0)
+    scale = abs(alpha) * np.abs(oa) @ np.abs(ob) + (abs(beta) * np.abs(c) if c is not None else 0.0)
+    check(got, want, scale, kind, f"gemm ({tier})")
