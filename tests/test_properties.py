@@ -834,9 +834,13 @@ def test_pool_tiers_match_reference(case, tier, count_include_pad, kind, seed):
     n, c, (h, w), kernel, stride, padding = case
     s = kernel if stride is None else stride
     pads = resolve_pads(padding, (n, c, h, w), kernel, s, (1, 1))
-    assume(pool_valid((h, w), kernel, pads))
     rng = np.random.default_rng(seed)
     x = tie_heavy(rng, kind, n, c, h, w)
+    if not pool_valid((h, w), kernel, pads):
+        event("invalid: ValueError")
+        raises_value_error(_core.max_pool2d_forward, x, kernel, s, pads, tier=tier)
+        raises_value_error(_core.avg_pool2d_forward, x, kernel, s, pads, count_include_pad, tier=tier)
+        return
     for fused in (False, True):
         fwd = _core.max_pool2d_relu_forward if fused else _core.max_pool2d_forward
         y, idx = fwd(x, kernel, s, pads, tier=tier)
