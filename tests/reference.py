@@ -39,9 +39,9 @@ def conv2d(x, w, b=None, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), grou
     """y[n, o, i, j] = b[o] + sum_{c, kh, kw} xpad[n, g*C/G + c, i*SH + kh*DH, j*SW + kw*DW] * w[o, c, kh, kw]
     for w (OC, C/G, KH, KW): output channel o of group g = o // (OC/G) sums its C/G channels c."""
     x, w = f64(x), f64(w)
-    G, N, OC = groups, x.shape[0], w.shape[0]
+    G, (N, C), OC = groups, x.shape[:2], w.shape[0]
     cols, OH, OW = _conv2d_cols(x, w.shape[2], w.shape[3], stride, pads, dilation)
-    cols = cols.reshape((N, G, -1) + cols.shape[2:])
+    cols = cols.reshape((N, G, C // G) + cols.shape[2:])  # not -1: N may be 0
     y = np.einsum("ngckhij,gockh->ngoij", cols, w.reshape((G, OC // G) + w.shape[1:]))
     y = y.reshape(N, OC, OH, OW)
     if b is not None:
@@ -123,8 +123,9 @@ def max_pool2d_backward(dy, idx, input_shape):
     dy = f64(dy)
     N, C, H, W = input_shape
     dx = np.zeros((N * C, H * W))
-    flat_dy = dy.reshape(N * C, -1)
-    flat_idx = np.asarray(idx).reshape(N * C, -1)
+    plane = dy.shape[-1] * dy.shape[-2]  # not -1: N may be 0
+    flat_dy = dy.reshape(N * C, plane)
+    flat_idx = np.asarray(idx).reshape(N * C, plane)
     for p in range(N * C):
         np.add.at(dx[p], flat_idx[p], flat_dy[p])
     return dx.reshape(input_shape)
@@ -267,6 +268,83 @@ def cross_entropy_backward(logits, labels, grad=1.0):
     labels = np.asarray(labels, dtype=np.int64)
     p[np.arange(len(labels)), labels] -= 1.0
     return p * grad / len(labels)
+
+
+def soft_cross_entropy(logits, target):
+    """mean_n [-sum_k target[n, k] * log_softmax(logits)[n, k]] for class probabilities target (N, K)."""
+    x, t = f64(logits), f64(target)
+    m = x.max(axis=1, keepdims=True)
+    lsm = x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+    return float(np.mean(-(t * lsm).sum(axis=1)))
+
+
+def soft_cross_entropy_backward(logits, target, grad=1.0):
+    """(softmax(logits) * sum_k target[n, k] - target) * grad / N."""
+    t = f64(target)
+    return (softmax(logits, axis=1) * t.sum(axis=1, keepdims=True) - t) * grad / t.shape[0]
+
+
+def bce_logits(x, t):
+    """mean of max(x, 0) - x * t + log1p(exp(-|x|)) over all elements (sigmoid cross-entropy)."""
+    x, t = f64(x), f64(t)
+    return float(np.mean(np.maximum(x, 0.0) - x * t + np.log1p(np.exp(-np.abs(x)))))
+
+
+def bce_logits_backward(x, t, grad=1.0):
+    """(sigmoid(x) - t) * grad / numel."""
+    x, t = f64(x), f64(t)
+    return (sigmoid(x) - t) * grad / x.size
+
+
+def mse(x, t):
+    return float(np.mean((f64(x) - f64(t)) ** 2))
+
+
+def mse_backward(x, t, grad=1.0):
+    """2 * (x - t) * grad / numel."""
+    x, t = f64(x), f64(t)
+    return 2.0 * (x - t) * grad / x.size
+
+
+# --- dropout, merging branches ------------------------------------------------------------------
+
+def dropout(x, mask):
+    """Inverted dropout with a given mask of 0 and 1 / (1 - p) entries: x * mask (the backward
+    is dy * mask)."""
+    return f64(x) * f64(mask)
+
+
+def add(a, b):
+    return f64(a) + f64(b)
+
+
+def concat(xs):
+    """Concatenation along the channels (axis 1); its backward splits dy at the same sizes."""
+    return np.concatenate([f64(x) for x in xs], axis=1)
+
+
+# --- optimizers ---------------------------------------------------------------------------------
+
+def sgd_step(p, grad, buf, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """One torch.optim.SGD step (dampening 0) in float64: (new p, new momentum buffer or None).
+    buf is None on the first step."""
+    p, d = f64(p), f64(grad)
+    d = d + weight_decay * p
+    if momentum != 0.0:
+        buf = d.copy() if buf is None else momentum * f64(buf) + d
+        d = d + momentum * buf if nesterov else buf
+    return p - lr * d, buf
+
+
+def adam_step(p, grad, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    """One torch.optim.Adam step (L2 weight decay) in float64: (new p, new m, new v); step is
+    1-based."""
+    p, d = f64(p), f64(grad)
+    d = d + weight_decay * p
+    m = beta1 * f64(m) + (1.0 - beta1) * d
+    v = beta2 * f64(v) + (1.0 - beta2) * d * d
+    denom = np.sqrt(v) / np.sqrt(1.0 - beta2 ** step) + eps
+    return p - lr / (1.0 - beta1 ** step) * m / denom, m, v
 
 
 # --- batch normalisation --------------------------------------------------------------------

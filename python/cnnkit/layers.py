@@ -600,7 +600,9 @@ class Softmax(Layer):
         self.axis = _int(axis, "Softmax", "axis")
 
     def forward(self, x):
-        if np.ndim(x) >= 1 and self.axis % np.ndim(x) == np.ndim(x) - 1:
+        # the last axis, named as -1 or ndim - 1 (an out-of-range axis goes to softmax, which
+        # rejects it: axis % ndim let Softmax(axis=1) normalise a 1-D input along axis 0)
+        if np.ndim(x) >= 1 and self.axis in (-1, np.ndim(x) - 1):
             out = self._out("y", np.shape(x)) if self.reuse_buffers else None
             self._y = _core.softmax_forward(x, out=out)
         else:
@@ -628,8 +630,12 @@ class Flatten(Layer):
 
     def _flat_shape(self, shape):
         nd = len(shape)
-        s, e = self.start_dim % nd if nd else 0, self.end_dim % nd if nd else 0
-        if nd == 0 or s > e:
+        # dims out of range are errors (PyTorch's too), not wrapped: Flatten(2) on (N, F) gave (N * F,)
+        if not (-nd <= self.start_dim < nd and -nd <= self.end_dim < nd):
+            raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit shape {shape}: "
+                             f"dims must be in [{-nd}, {nd - 1}]")
+        s, e = self.start_dim % nd, self.end_dim % nd
+        if s > e:
             raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit shape {shape}")
         return tuple(shape[:s]) + (int(np.prod(shape[s:e + 1], dtype=np.int64)),) + tuple(shape[e + 1:])
 

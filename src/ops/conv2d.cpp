@@ -551,7 +551,9 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b,
     return conv2d_forward_batched(y, x, w, b, s, ws.buffer(kSlotCol, conv2d_batched_scratch(s)));
   // ---
   // --- large strided kernels (AlexNet conv1): phase-split images (ops/conv2d_phase.hpp) ---
-  if (conv2d_phase_applies(sg))
+  // s, not the per-group sg (whose G is always 1): the phase path is dense only, and a grouped
+  // convolution sent there read w as if every filter had all C channels
+  if (conv2d_phase_applies(s))
     return conv2d_forward_phase(y, x, w, b, s, ws.buffer(kSlotCol, conv2d_phase_scratch(s)));
   // ---
   const int64_t P = s.OH * s.OW, xs = s.C * s.H * s.W, ys = s.OC * P;

@@ -12,8 +12,8 @@
 
 namespace cnnkit {
 
-// Whether the forward of one group's shape sg takes this path (also depends on the active
-// SIMD tier).
+// Whether the forward of shape sg takes this path: dense convolutions only (G == 1, so pass
+// the whole shape, not a per-group one); also depends on the active SIMD tier.
 bool conv2d_phase_applies(const Conv2dShape& sg);
 // Scratch floats conv2d_forward_phase needs (for the whole shape s).
 int64_t conv2d_phase_scratch(const Conv2dShape& s);

@@ -126,7 +126,10 @@ void max_forward_planes(float* y, int64_t* argmax, const float* x, const Pool2dS
         for (int64_t kw = 0; kw < KW; ++kw) {
           const int64_t off = kw - PL;  // output ow reads input column ow * SW + off
           const int64_t lo = off >= 0 ? 0 : (-off + SW - 1) / SW;
-          const int64_t hi = std::min<int64_t>(OW, (W - 1 - off) / SW + 1);
+          // no output reads this tap when it lies right of the row (off > W - 1): C++'s
+          // division truncates a negative (W - 1 - off) / SW to 0, which would give hi = 1
+          // and read (and point argmax) past the row
+          const int64_t hi = off > W - 1 ? 0 : std::min<int64_t>(OW, (W - 1 - off) / SW + 1);
           const float* xr = xp + h * W + off;
           const int64_t base = h * W + off;
           for (int64_t ow = lo; ow < hi; ++ow) {
