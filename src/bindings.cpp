@@ -53,8 +53,10 @@ std::string shape_str(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// Any array-like of real numbers -> float32 C-contiguous (a copy only when needed).
-FArray as_float(py::handle obj, const std::string& op, const char* name) {
+// Any array-like of real numbers as a NumPy array in its own dtype and layout: no float32
+// copy yet, so a binding checks shapes first and a bad call never copies a huge (say, a
+// broadcast, zero-stride) input before rejecting it.
+py::array real_array(py::handle obj, const std::string& op, const char* name) {
   if (obj.is_none()) throw py::type_error(op + ": " + name + " must be an array, got None");
   py::array a = py::array::ensure(obj);
   if (!a) throw py::type_error(op + ": " + name + " must be an array of real numbers");
@@ -62,7 +64,23 @@ FArray as_float(py::handle obj, const std::string& op, const char* name) {
   if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
     throw py::type_error(op + ": " + name + " must hold real numbers, got dtype " +
                          std::string(py::str(a.dtype())));
-  return FArray::ensure(a);
+  return a;
+}
+
+// a as float32 C-contiguous (itself when it already is). The constructor, unlike ensure(),
+// keeps NumPy's error when the copy cannot be made (MemoryError naming the size); ensure()
+// would return a null array that the op then dereferences.
+template <class T>
+py::array_t<T, py::array::c_style | py::array::forcecast> converted(const py::array& a) {
+  return py::array_t<T, py::array::c_style | py::array::forcecast>(
+      py::reinterpret_borrow<py::object>(a));
+}
+
+FArray to_float(const py::array& a) { return converted<float>(a); }
+
+// Any array-like of real numbers -> float32 C-contiguous (a copy only when needed).
+FArray as_float(py::handle obj, const std::string& op, const char* name) {
+  return to_float(real_array(obj, op, name));
 }
 
 void expect_ndim(const py::array& a, int ndim, const std::string& op, const char* name,
@@ -85,6 +103,14 @@ void expect_shape(const py::array& a, const Shape& want, const std::string& op,
   }
 }
 
+// as_float for an array whose shape must be `want`, checked before any conversion.
+FArray as_float_shaped(py::handle obj, const Shape& want, const std::string& op,
+                       const char* name) {
+  py::array a = real_array(obj, op, name);
+  expect_shape(a, want, op, name);
+  return to_float(a);
+}
+
 std::optional<FArray> optional_float(py::handle obj, const std::string& op, const char* name) {
   if (obj.is_none()) return std::nullopt;
   return as_float(obj, op, name);
@@ -99,8 +125,9 @@ LArray as_labels(py::handle obj, int64_t N, int64_t K, const std::string& op) {
   if (kind != 'i' && kind != 'u' && kind != 'f')
     throw py::type_error(op + ": labels must hold integers, got dtype " +
                          std::string(py::str(a.dtype())));
+  expect_shape(a, {N}, op, "labels");
   if (kind == 'f') {
-    auto f = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
+    auto f = converted<double>(a);
     const double* p = f.data();
     for (py::ssize_t i = 0; i < f.size(); ++i)
       if (!std::isfinite(p[i]) || p[i] != std::floor(p[i]))
@@ -108,8 +135,7 @@ LArray as_labels(py::handle obj, int64_t N, int64_t K, const std::string& op) {
                               std::string(py::str(py::float_(p[i]))) + " at index " +
                               std::to_string(i));
   }
-  expect_shape(a, {N}, op, "labels");
-  LArray l = LArray::ensure(a);
+  LArray l = converted<int64_t>(a);
   const int64_t* p = l.data();
   for (int64_t i = 0; i < N; ++i)
     if (p[i] < 0 || p[i] >= K)
@@ -119,6 +145,26 @@ LArray as_labels(py::handle obj, int64_t N, int64_t K, const std::string& op) {
 }
 
 FArray empty(const Shape& shape) { return FArray(shape); }
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t d = 0; d < shape.size(); ++d) s += (d ? ", " : "") + std::to_string(shape[d]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+// A shape given as numbers (input_shape of a backward function, a padded size): sizes >= 0
+// whose element count fits int64, else a ValueError naming it -- before anything allocates
+// or a size computation wraps around.
+void expect_countable(const std::vector<int64_t>& shape, const std::string& op, const char* name) {
+  int64_t count = 1;
+  for (int64_t d : shape)
+    if (d < 0)
+      throw py::value_error(op + ": " + name + " must have sizes >= 0, got " + shape_str(shape));
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(count, d, &count))
+      throw py::value_error(op + ": " + name + " " + shape_str(shape) +
+                            " has more elements than a 64-bit count holds");
+}
 
 bool overlaps(const py::array& a, const py::array& b) {
   const char* a0 = static_cast<const char*>(a.data());
@@ -188,7 +234,7 @@ using I4 = std::array<int64_t, 4>;  // (top, bottom, left, right)
 // The weight's in_channels axis holds C / groups channels; the message names the weight shape
 // the input calls for. When groups is itself bad (< 1, or not dividing C and OC) the shape
 // function reports that instead.
-void expect_weight_channels(const FArray& x, const FArray& w, int64_t groups,
+void expect_weight_channels(const py::array& x, const py::array& w, int64_t groups,
                             const std::string& op) {
   const int64_t C = x.shape(1), OC = w.shape(0);
   if (groups < 1 || C % groups != 0 || OC % groups != 0 || w.shape(1) * groups == C) return;
@@ -205,7 +251,7 @@ void expect_weight_channels(const FArray& x, const FArray& w, int64_t groups,
 }
 
 // x [N, C, H, W] against w [OC, C/groups, KH, KW]; the op name is in every message.
-Conv2dShape conv2d_checked(const FArray& x, const FArray& w, const std::string& op, I2 stride,
+Conv2dShape conv2d_checked(const py::array& x, const py::array& w, const std::string& op, I2 stride,
                            I4 pad, I2 dilation, int64_t groups) {
   expect_ndim(x, 4, op, "input", "(N, C, H, W)");
   expect_ndim(w, 4, op, "weight", "(out_channels, in_channels / groups, KH, KW)");
@@ -215,7 +261,7 @@ Conv2dShape conv2d_checked(const FArray& x, const FArray& w, const std::string& 
                       dilation[0], dilation[1], groups);
 }
 
-Conv2dShape conv1d_checked(const FArray& x, const FArray& w, int64_t stride, I2 pad,
+Conv2dShape conv1d_checked(const py::array& x, const py::array& w, int64_t stride, I2 pad,
                            int64_t dilation, int64_t groups) {
   const std::string op = "conv1d";
   expect_ndim(x, 3, op, "input", "(N, C, L)");
@@ -231,8 +277,8 @@ Shape conv_out_shape(const Conv2dShape& s, bool one_d) {
 
 FArray conv_forward(const FArray& x, const FArray& w, py::handle bias, const Conv2dShape& s,
                     bool one_d, const std::string& op, bool ref, py::handle out, py::handle ws) {
-  std::optional<FArray> b = optional_float(bias, op, "bias");
-  if (b) expect_shape(*b, {s.OC}, op, "bias");
+  std::optional<FArray> b;
+  if (!bias.is_none()) b = as_float_shaped(bias, {s.OC}, op, "bias");
   FArray y = output<float>(out, conv_out_shape(s, one_d), op, "out", {&x, &w});
   Workspace& workspace = workspace_of(ws);
   {
@@ -251,8 +297,7 @@ py::tuple conv_backward(py::handle grad_output, const FArray& x, const FArray& w
                         const Conv2dShape& s, bool one_d, bool need_dx, bool need_dw,
                         bool need_db, const std::string& op, bool ref, py::handle out,
                         py::handle ws) {
-  FArray dy = as_float(grad_output, op, "grad_output");
-  expect_shape(dy, conv_out_shape(s, one_d), op, "grad_output");
+  FArray dy = as_float_shaped(grad_output, conv_out_shape(s, one_d), op, "grad_output");
   std::optional<FArray> dx, dw, db;
   if (need_dx)
     dx = output<float>(out_item(out, 0, 3, op), Shape(x.shape(), x.shape() + x.ndim()), op,
@@ -280,13 +325,13 @@ py::tuple conv_backward(py::handle grad_output, const FArray& x, const FArray& w
 // ---------------------------------------------------------------------------------------------
 // pooling
 
-Pool2dShape pool2d_checked(const FArray& x, const std::string& op, I2 kernel, I2 stride, I4 pad) {
+Pool2dShape pool2d_checked(const py::array& x, const std::string& op, I2 kernel, I2 stride, I4 pad) {
   expect_ndim(x, 4, op, "input", "(N, C, H, W)");
   return pool2d_shape(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kernel[0], kernel[1],
                       stride[0], stride[1], pad[0], pad[1], pad[2], pad[3]);
 }
 
-Pool2dShape pool1d_checked(const FArray& x, const std::string& op, int64_t kernel,
+Pool2dShape pool1d_checked(const py::array& x, const std::string& op, int64_t kernel,
                            int64_t stride, I2 pad) {
   expect_ndim(x, 3, op, "input", "(N, C, L)");
   return pool1d_shape(x.shape(0), x.shape(1), x.shape(2), kernel, stride, pad[0], pad[1]);
@@ -303,6 +348,7 @@ FArray input_grad(py::handle out, const std::vector<int64_t>& input_shape, size_
   if (input_shape.size() != ndim)
     throw py::value_error(op + ": input_shape must have " + std::to_string(ndim) +
                           " entries, got " + std::to_string(input_shape.size()));
+  expect_countable(input_shape, op, "input_shape");
   return output<float>(out, Shape(input_shape.begin(), input_shape.end()), op, "out", inputs);
 }
 
@@ -349,17 +395,15 @@ FArray max_pool_backward(py::handle grad_output, py::handle indices,
                          const std::vector<int64_t>& input_shape, const Pool2dShape& s,
                          bool one_d, const std::string& op, py::handle out, SimdTier tier,
                          py::handle y_obj = py::none()) {
-  FArray dy = as_float(grad_output, op, "grad_output");
-  expect_shape(dy, pool_out_shape(s, one_d), op, "grad_output");
+  FArray dy = as_float_shaped(grad_output, pool_out_shape(s, one_d), op, "grad_output");
   py::array ia = py::array::ensure(indices);
   if (!ia || (ia.dtype().kind() != 'i' && ia.dtype().kind() != 'u'))
     throw py::type_error(op + ": indices must be an integer array from the forward pass");
   expect_shape(ia, pool_out_shape(s, one_d), op, "indices");
-  LArray idx = LArray::ensure(ia);
+  LArray idx = converted<int64_t>(ia);
   std::optional<FArray> y;
   if (!y_obj.is_none()) {
-    y = as_float(y_obj, op, "y");
-    expect_shape(*y, pool_out_shape(s, one_d), op, "y");
+    y = as_float_shaped(y_obj, pool_out_shape(s, one_d), op, "y");
   }
   FArray dx = y ? input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy, &idx, &*y})
                 : input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy, &idx});
@@ -393,8 +437,7 @@ FArray avg_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d,
 FArray avg_pool_backward(py::handle grad_output, const std::vector<int64_t>& input_shape,
                          const Pool2dShape& s, bool one_d, bool count_include_pad,
                          const std::string& op, py::handle out, SimdTier tier) {
-  FArray dy = as_float(grad_output, op, "grad_output");
-  expect_shape(dy, pool_out_shape(s, one_d), op, "grad_output");
+  FArray dy = as_float_shaped(grad_output, pool_out_shape(s, one_d), op, "grad_output");
   FArray dx = input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy});
   {
     py::gil_scoped_release nogil;
@@ -423,9 +466,9 @@ FArray unary(py::handle x_obj, Unary f, const std::string& op, py::handle out) {
 // out may be grad_output or y itself (in place).
 FArray unary_backward(py::handle dy_obj, py::handle y_obj, UnaryBackward f,
                       const std::string& op, py::handle out) {
-  FArray y = as_float(y_obj, op, "output");
-  FArray dy = as_float(dy_obj, op, "grad_output");
-  expect_shape(dy, Shape(y.shape(), y.shape() + y.ndim()), op, "grad_output");
+  py::array ya = real_array(y_obj, op, "output");
+  FArray dy = as_float_shaped(dy_obj, Shape(ya.shape(), ya.shape() + ya.ndim()), op, "grad_output");
+  FArray y = to_float(ya);
   FArray dx = output<float>(out, Shape(y.shape(), y.shape() + y.ndim()), op, "out", {&dy, &y},
                             true);
   {
@@ -627,12 +670,25 @@ Shape lc_bias_shape(const LocallyConnected2dShape& s) {
 // Pad2dShape of an input of shape (..., H, W) padded by (top, bottom, left, right).
 Pad2dShape pad_checked(const std::vector<int64_t>& shape, I4 pad, const std::string& op) {
   if (shape.size() < 2)
-    throw py::value_error(op + ": expected input with at least 2 dimensions (..., H, W), got " +
-                          std::to_string(shape.size()));
+    throw py::value_error(op + ": expected input with at least 2 dimensions (..., H, W), got shape " +
+                          shape_str(shape));
+  expect_countable(shape, op, "input shape");
   int64_t planes = 1;
   for (size_t d = 0; d + 2 < shape.size(); ++d) planes *= shape[d];
-  return pad2d_shape(planes, shape[shape.size() - 2], shape.back(), pad[0], pad[1], pad[2],
-                     pad[3]);
+  // the padded sizes and the output's element count must not wrap around int64
+  std::vector<int64_t> padded(shape);
+  int64_t& oh = padded[padded.size() - 2];
+  int64_t& ow = padded.back();
+  if (__builtin_add_overflow(oh, pad[0], &oh) || __builtin_add_overflow(oh, pad[1], &oh) ||
+      __builtin_add_overflow(ow, pad[2], &ow) || __builtin_add_overflow(ow, pad[3], &ow))
+    throw py::value_error(op + ": padding (top, bottom, left, right) = (" +
+                          std::to_string(pad[0]) + ", " + std::to_string(pad[1]) + ", " +
+                          std::to_string(pad[2]) + ", " + std::to_string(pad[3]) +
+                          ") makes the size of input " + shape_str(shape) + " overflow 64 bits");
+  const Pad2dShape s = pad2d_shape(planes, shape[shape.size() - 2], shape.back(), pad[0], pad[1],
+                                   pad[2], pad[3]);
+  expect_countable(padded, op, "padded shape");
+  return s;
 }
 
 // === end of batch norm ... padding (helpers) ===============================================
@@ -686,8 +742,9 @@ PYBIND11_MODULE(_core, m) {
       "conv2d_forward",
       [](py::handle x_obj, py::handle w_obj, py::handle bias, I2 stride, I4 pad, I2 dilation,
          bool ref, py::handle out, py::handle ws, int64_t groups) {
-        FArray x = as_float(x_obj, "conv2d", "input"), w = as_float(w_obj, "conv2d", "weight");
-        Conv2dShape s = conv2d_checked(x, w, "conv2d", stride, pad, dilation, groups);
+        py::array xa = real_array(x_obj, "conv2d", "input"), wa = real_array(w_obj, "conv2d", "weight");
+        Conv2dShape s = conv2d_checked(xa, wa, "conv2d", stride, pad, dilation, groups);
+        FArray x = to_float(xa), w = to_float(wa);
         return conv_forward(x, w, bias, s, false, "conv2d", ref, out, ws);
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
@@ -698,9 +755,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle dy, py::handle x_obj, py::handle w_obj, I2 stride, I4 pad, I2 dilation,
          bool need_dx, bool need_dw, bool need_db, bool ref, py::handle out, py::handle ws,
          int64_t groups) {
-        FArray x = as_float(x_obj, "conv2d_backward", "input");
-        FArray w = as_float(w_obj, "conv2d_backward", "weight");
-        Conv2dShape s = conv2d_checked(x, w, "conv2d_backward", stride, pad, dilation, groups);
+        py::array xa = real_array(x_obj, "conv2d_backward", "input");
+        py::array wa = real_array(w_obj, "conv2d_backward", "weight");
+        Conv2dShape s = conv2d_checked(xa, wa, "conv2d_backward", stride, pad, dilation, groups);
+        FArray x = to_float(xa), w = to_float(wa);
         return conv_backward(dy, x, w, s, false, need_dx, need_dw, need_db, "conv2d_backward",
                              ref, out, ws);
       },
@@ -712,8 +770,9 @@ PYBIND11_MODULE(_core, m) {
       "conv1d_forward",
       [](py::handle x_obj, py::handle w_obj, py::handle bias, int64_t stride, I2 pad,
          int64_t dilation, bool ref, py::handle out, py::handle ws, int64_t groups) {
-        FArray x = as_float(x_obj, "conv1d", "input"), w = as_float(w_obj, "conv1d", "weight");
-        Conv2dShape s = conv1d_checked(x, w, stride, pad, dilation, groups);
+        py::array xa = real_array(x_obj, "conv1d", "input"), wa = real_array(w_obj, "conv1d", "weight");
+        Conv2dShape s = conv1d_checked(xa, wa, stride, pad, dilation, groups);
+        FArray x = to_float(xa), w = to_float(wa);
         return conv_forward(x, w, bias, s, true, "conv1d", ref, out, ws);
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
@@ -724,9 +783,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle dy, py::handle x_obj, py::handle w_obj, int64_t stride, I2 pad,
          int64_t dilation, bool need_dx, bool need_dw, bool need_db, bool ref, py::handle out,
          py::handle ws, int64_t groups) {
-        FArray x = as_float(x_obj, "conv1d_backward", "input");
-        FArray w = as_float(w_obj, "conv1d_backward", "weight");
-        Conv2dShape s = conv1d_checked(x, w, stride, pad, dilation, groups);
+        py::array xa = real_array(x_obj, "conv1d_backward", "input");
+        py::array wa = real_array(w_obj, "conv1d_backward", "weight");
+        Conv2dShape s = conv1d_checked(xa, wa, stride, pad, dilation, groups);
+        FArray x = to_float(xa), w = to_float(wa);
         return conv_backward(dy, x, w, s, true, need_dx, need_dw, need_db, "conv1d_backward",
                              ref, out, ws);
       },
@@ -743,8 +803,10 @@ PYBIND11_MODULE(_core, m) {
       "max_pool2d_forward",
       [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool ref, py::handle out, OptTier tier) {
         const std::string op = "max_pool2d";
-        FArray x = as_float(x_obj, op, "input");
-        return max_pool_forward(x, pool2d_checked(x, op, kernel, stride, pad), false,
+        py::array xa = real_array(x_obj, op, "input");
+        const Pool2dShape s = pool2d_checked(xa, op, kernel, stride, pad);
+        FArray x = to_float(xa);
+        return max_pool_forward(x, s, false,
                                 pool_tier(ref, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
@@ -753,8 +815,10 @@ PYBIND11_MODULE(_core, m) {
       "max_pool1d_forward",
       [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, py::handle out, OptTier tier) {
         const std::string op = "max_pool1d";
-        FArray x = as_float(x_obj, op, "input");
-        return max_pool_forward(x, pool1d_checked(x, op, kernel, stride, pad), true,
+        py::array xa = real_array(x_obj, op, "input");
+        const Pool2dShape s = pool1d_checked(xa, op, kernel, stride, pad);
+        FArray x = to_float(xa);
+        return max_pool_forward(x, s, true,
                                 pool_tier(false, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
@@ -778,8 +842,10 @@ PYBIND11_MODULE(_core, m) {
       "max_pool2d_relu_forward",
       [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, py::handle out, OptTier tier) {
         const std::string op = "max_pool2d_relu";
-        FArray x = as_float(x_obj, op, "input");
-        return max_pool_forward(x, pool2d_checked(x, op, kernel, stride, pad), false,
+        py::array xa = real_array(x_obj, op, "input");
+        const Pool2dShape s = pool2d_checked(xa, op, kernel, stride, pad);
+        FArray x = to_float(xa);
+        return max_pool_forward(x, s, false,
                                 pool_tier(false, tier, op), out, op, true);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
@@ -812,8 +878,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool cip, bool ref, py::handle out,
          OptTier tier) {
         const std::string op = "avg_pool2d";
-        FArray x = as_float(x_obj, op, "input");
-        return avg_pool_forward(x, pool2d_checked(x, op, kernel, stride, pad), false, cip,
+        py::array xa = real_array(x_obj, op, "input");
+        const Pool2dShape s = pool2d_checked(xa, op, kernel, stride, pad);
+        FArray x = to_float(xa);
+        return avg_pool_forward(x, s, false, cip,
                                 pool_tier(ref, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
@@ -824,8 +892,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, bool cip, py::handle out,
          OptTier tier) {
         const std::string op = "avg_pool1d";
-        FArray x = as_float(x_obj, op, "input");
-        return avg_pool_forward(x, pool1d_checked(x, op, kernel, stride, pad), true, cip,
+        py::array xa = real_array(x_obj, op, "input");
+        const Pool2dShape s = pool1d_checked(xa, op, kernel, stride, pad);
+        FArray x = to_float(xa);
+        return avg_pool_forward(x, s, true, cip,
                                 pool_tier(false, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
@@ -878,8 +948,7 @@ PYBIND11_MODULE(_core, m) {
           throw py::value_error(op + ": input_shape must have 4 entries, got " +
                                 std::to_string(in.size()));
         if (in[2] < 1 || in[3] < 1) throw py::value_error(op + ": input_shape has an empty plane");
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_shape(dy, {in[0], in[1]}, op, "grad_output");
+        FArray dy = as_float_shaped(dy_obj, {in[0], in[1]}, op, "grad_output");
         FArray dx = input_grad(out, in, 4, op, {&dy});
         {
           py::gil_scoped_release nogil;
@@ -894,14 +963,15 @@ PYBIND11_MODULE(_core, m) {
       "linear_forward",
       [](py::handle x_obj, py::handle w_obj, py::handle bias, py::handle out) {
         const std::string op = "linear";
-        FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
-        expect_ndim(w, 2, op, "weight", "(out_features, in_features)");
-        if (x.ndim() < 1 || x.shape(x.ndim() - 1) != w.shape(1))
-          throw py::value_error(op + ": input of shape " + shape_str(x) + " must end in " +
-                                std::to_string(w.shape(1)) + " features to match weight of shape " +
-                                shape_str(w));
-        std::optional<FArray> b = optional_float(bias, op, "bias");
-        if (b) expect_shape(*b, {w.shape(0)}, op, "bias");
+        py::array xa = real_array(x_obj, op, "input"), wa = real_array(w_obj, op, "weight");
+        expect_ndim(wa, 2, op, "weight", "(out_features, in_features)");
+        if (xa.ndim() < 1 || xa.shape(xa.ndim() - 1) != wa.shape(1))
+          throw py::value_error(op + ": input of shape " + shape_str(xa) + " must end in " +
+                                std::to_string(wa.shape(1)) + " features to match weight of shape " +
+                                shape_str(wa));
+        std::optional<FArray> b;
+        if (!bias.is_none()) b = as_float_shaped(bias, {wa.shape(0)}, op, "bias");
+        FArray x = to_float(xa), w = to_float(wa);
         Shape ys(x.shape(), x.shape() + x.ndim());
         ys.back() = w.shape(0);
         FArray y = output<float>(out, ys, op, "out", {&x, &w});
@@ -919,16 +989,16 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle dy_obj, py::handle x_obj, py::handle w_obj, bool need_dx, bool need_dw,
          bool need_db, py::handle out) {
         const std::string op = "linear_backward";
-        FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
-        expect_ndim(w, 2, op, "weight", "(out_features, in_features)");
-        if (x.ndim() < 1 || x.shape(x.ndim() - 1) != w.shape(1))
-          throw py::value_error(op + ": input of shape " + shape_str(x) + " must end in " +
-                                std::to_string(w.shape(1)) + " features to match weight of shape " +
-                                shape_str(w));
-        Shape ys(x.shape(), x.shape() + x.ndim());
-        ys.back() = w.shape(0);
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_shape(dy, ys, op, "grad_output");
+        py::array xa = real_array(x_obj, op, "input"), wa = real_array(w_obj, op, "weight");
+        expect_ndim(wa, 2, op, "weight", "(out_features, in_features)");
+        if (xa.ndim() < 1 || xa.shape(xa.ndim() - 1) != wa.shape(1))
+          throw py::value_error(op + ": input of shape " + shape_str(xa) + " must end in " +
+                                std::to_string(wa.shape(1)) + " features to match weight of shape " +
+                                shape_str(wa));
+        Shape ys(xa.shape(), xa.shape() + xa.ndim());
+        ys.back() = wa.shape(0);
+        FArray dy = as_float_shaped(dy_obj, ys, op, "grad_output");
+        FArray x = to_float(xa), w = to_float(wa);
         const int64_t IN = w.shape(1), OUT = w.shape(0), N = IN ? x.size() / IN : 0;
         std::optional<FArray> dx, dw, db;
         if (need_dx)
@@ -990,10 +1060,10 @@ PYBIND11_MODULE(_core, m) {
       "softmax_backward",
       [](py::handle dy_obj, py::handle y_obj, py::handle out) {
         const std::string op = "softmax_backward";
-        FArray y = as_float(y_obj, op, "output");
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        Shape shape(y.shape(), y.shape() + y.ndim());
-        expect_shape(dy, shape, op, "grad_output");
+        py::array ya = real_array(y_obj, op, "output");
+        Shape shape(ya.shape(), ya.shape() + ya.ndim());
+        FArray dy = as_float_shaped(dy_obj, shape, op, "grad_output");
+        FArray y = to_float(ya);
         auto [rows, cols] = rows_cols(y, op, "output");
         FArray dx = output<float>(out, shape, op, "out", {&dy, &y}, true);
         {
@@ -1403,8 +1473,7 @@ PYBIND11_MODULE(_core, m) {
         const auto [N, C, HW] = batch_norm_dims(x, op);
         const BatchNormShape s = batch_norm_shape(N, C, HW, training);
         const Shape xs(x.shape(), x.shape() + x.ndim());
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_shape(dy, xs, op, "grad_output");
+        FArray dy = as_float_shaped(dy_obj, xs, op, "grad_output");
         std::optional<FArray> w = channel_vector(weight, C, op, "weight");
         FArray mean = as_float(mean_obj, op, "mean");
         expect_shape(mean, {C}, op, "mean");
@@ -1471,8 +1540,7 @@ PYBIND11_MODULE(_core, m) {
         const std::string op = "locally_connected2d_backward";
         FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
         const LocallyConnected2dShape s = lc_checked(x, w, op, stride, pad, position_bias);
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_shape(dy, {s.N, s.OC, s.OH, s.OW}, op, "grad_output");
+        FArray dy = as_float_shaped(dy_obj, {s.N, s.OC, s.OH, s.OW}, op, "grad_output");
         std::optional<FArray> dx, dw, db;
         if (need_dx)
           dx = output<float>(out_item(out, 0, 3, op), Shape(x.shape(), x.shape() + x.ndim()), op,
@@ -1526,8 +1594,7 @@ PYBIND11_MODULE(_core, m) {
         expect_finite(p, op, "norm_type", true);
         FArray x = as_float(x_obj, op, "input");
         Pool2dShape s = pool2d_checked(x, op, kernel, stride, {0, 0, 0, 0});
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_shape(dy, pool_out_shape(s, false), op, "grad_output");
+        FArray dy = as_float_shaped(dy_obj, pool_out_shape(s, false), op, "grad_output");
         FArray dx = output<float>(out, Shape(x.shape(), x.shape() + x.ndim()), op, "out", {&x, &dy});
         {
           py::gil_scoped_release nogil;
@@ -1604,8 +1671,7 @@ PYBIND11_MODULE(_core, m) {
         Shape ys(in.begin(), in.end());
         ys[ys.size() - 2] = s.OH;
         ys.back() = s.OW;
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_shape(dy, ys, op, "grad_output");
+        FArray dy = as_float_shaped(dy_obj, ys, op, "grad_output");
         FArray dx = input_grad(out, in, in.size(), op, {&dy});
         {
           py::gil_scoped_release nogil;

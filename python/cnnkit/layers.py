@@ -39,6 +39,12 @@ __all__ = [
 LAYER_TYPES = {}  # class name -> class, for rebuilding saved models (no pickle, no code)
 
 
+class _BackwardBeforeForward(RuntimeError, AttributeError):
+    """backward (or anything reading what forward keeps) called before any forward. A
+    RuntimeError to callers; an AttributeError too, so getattr(layer, name, default) and
+    hasattr still work as before."""
+
+
 class Layer:
     """Base class. Subclasses set ``params``/``grads`` in ``__init__`` and implement
     ``forward``, ``backward``, ``output_shape`` and ``get_config``."""
@@ -81,6 +87,16 @@ class Layer:
 
     def backward(self, grad_output):
         raise NotImplementedError
+
+    # What forward keeps for backward; reached through __getattr__ only while never set.
+    _FORWARD_STATE = frozenset({"_x", "_shape", "_plan", "_indices", "_y", "_mask", "_mean", "_invstd",
+                                "_batch_stats"})
+
+    def __getattr__(self, name):  # only called when the normal lookup fails: no cost otherwise
+        if name in Layer._FORWARD_STATE:
+            raise _BackwardBeforeForward(f"{type(self).__name__}: backward needs what forward keeps; call forward "
+                                         f"first (backward uses the last forward's input)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def output_shape(self, input_shape):
         """Output shape (without batch) for an input of input_shape (without batch)."""
@@ -199,7 +215,11 @@ class Layer:
 
 def _shape_of(x):
     """np.shape(x), read straight off an ndarray (the common case, and many times cheaper)."""
-    return x.shape if type(x) is np.ndarray else np.shape(x)
+    if type(x) is np.ndarray:
+        return x.shape
+    if x is None:  # np.shape(None) is (): the rank message would hide the real mistake
+        raise TypeError("expected an input array, got None")
+    return np.shape(x)
 
 
 def _positive(value, n, name, op):
@@ -656,7 +676,9 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        if isinstance(p, bool) or not isinstance(p, (int, float)):
+            raise TypeError(f"Dropout: p must be a number in [0, 1), got {type(p).__name__}")
+        if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be a number in [0, 1), got {p!r}")
         self.p = float(p)
 
