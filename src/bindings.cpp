@@ -126,14 +126,27 @@ LArray as_labels(py::handle obj, int64_t N, int64_t K, const std::string& op) {
     throw py::type_error(op + ": labels must hold integers, got dtype " +
                          std::string(py::str(a.dtype())));
   expect_shape(a, {N}, op, "labels");
+  // Values out of [0, K) are reported as given, before the int64 cast (which would turn
+  // 1e20 or a uint64 2**64 - 1 into a misleading negative number).
+  auto out_of_range = [&](const std::string& value, py::ssize_t i) {
+    return py::value_error(op + ": labels must be in [0, " + std::to_string(K) + "), got " +
+                           value + " at index " + std::to_string(i));
+  };
   if (kind == 'f') {
     auto f = converted<double>(a);
     const double* p = f.data();
-    for (py::ssize_t i = 0; i < f.size(); ++i)
+    for (py::ssize_t i = 0; i < f.size(); ++i) {
       if (!std::isfinite(p[i]) || p[i] != std::floor(p[i]))
         throw py::value_error(op + ": labels must be integers, got " +
                               std::string(py::str(py::float_(p[i]))) + " at index " +
                               std::to_string(i));
+      if (p[i] < 0 || p[i] >= static_cast<double>(K))
+        throw out_of_range(std::string(py::str(py::float_(p[i]))), i);
+    }
+  } else if (kind == 'u') {
+    auto u = converted<uint64_t>(a);
+    for (py::ssize_t i = 0; i < u.size(); ++i)
+      if (u.data()[i] >= static_cast<uint64_t>(K)) throw out_of_range(std::to_string(u.data()[i]), i);
   }
   LArray l = converted<int64_t>(a);
   const int64_t* p = l.data();
@@ -155,15 +168,22 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 // A shape given as numbers (input_shape of a backward function, a padded size): sizes >= 0
 // whose element count fits int64, else a ValueError naming it -- before anything allocates
 // or a size computation wraps around.
-void expect_countable(const std::vector<int64_t>& shape, const std::string& op, const char* name) {
+// negative_ok: a negative size is left for the op's shape function to report (a padded size
+// made negative by bad padding, which it names better).
+void expect_countable(const std::vector<int64_t>& shape, const std::string& op, const char* name,
+                      bool negative_ok = false) {
   int64_t count = 1;
-  for (int64_t d : shape)
+  for (int64_t d : shape) {
+    if (d < 0 && negative_ok) return;
     if (d < 0)
       throw py::value_error(op + ": " + name + " must have sizes >= 0, got " + shape_str(shape));
+  }
+  int64_t bytes;
   for (int64_t d : shape)
-    if (__builtin_mul_overflow(count, d, &count))
+    if (__builtin_mul_overflow(count, d, &count) ||
+        __builtin_mul_overflow(count, int64_t{sizeof(float)}, &bytes))
       throw py::value_error(op + ": " + name + " " + shape_str(shape) +
-                            " has more elements than a 64-bit count holds");
+                            " has more elements than a 64-bit byte count holds");
 }
 
 bool overlaps(const py::array& a, const py::array& b) {
@@ -250,12 +270,33 @@ void expect_weight_channels(const py::array& x, const py::array& w, int64_t grou
                         "; expected weight shape " + expected);
 }
 
+// One spatial dimension of a convolution or pooling: the padded input (size + both pads) and
+// the dilated kernel (dilation * (kernel - 1) + 1) must be computable in int64. Sizes that
+// would wrap around are rejected here, named, before a shape function computes with them.
+void expect_sizes_fit(int64_t size, int64_t pad_a, int64_t pad_b, int64_t kernel,
+                      int64_t dilation, const std::string& op, const char* axis) {
+  int64_t t;
+  const bool wraps = __builtin_add_overflow(size, pad_a, &t) || __builtin_add_overflow(t, pad_b, &t) ||
+                     __builtin_sub_overflow(kernel, 1, &t) || __builtin_mul_overflow(t, dilation, &t) ||
+                     __builtin_add_overflow(t, 1, &t);
+  if (wraps)
+    throw py::value_error(op + ": the " + axis + " sizes overflow 64 bits: input " +
+                          std::to_string(size) + ", padding (" + std::to_string(pad_a) + ", " +
+                          std::to_string(pad_b) + "), kernel " + std::to_string(kernel) +
+                          ", dilation " + std::to_string(dilation));
+}
+
 // x [N, C, H, W] against w [OC, C/groups, KH, KW]; the op name is in every message.
 Conv2dShape conv2d_checked(const py::array& x, const py::array& w, const std::string& op, I2 stride,
                            I4 pad, I2 dilation, int64_t groups) {
   expect_ndim(x, 4, op, "input", "(N, C, H, W)");
   expect_ndim(w, 4, op, "weight", "(out_channels, in_channels / groups, KH, KW)");
   expect_weight_channels(x, w, groups, op);
+  expect_sizes_fit(x.shape(2), pad[0], pad[1], w.shape(2), dilation[0], op, "height");
+  expect_sizes_fit(x.shape(3), pad[2], pad[3], w.shape(3), dilation[1], op, "width");
+  // the kernels address the padded plane: its element count must fit as well
+  expect_countable({x.shape(1), x.shape(2) + pad[0] + pad[1], x.shape(3) + pad[2] + pad[3]}, op,
+                   "padded input (C, H, W)", true);
   return conv2d_shape(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(0), w.shape(2),
                       w.shape(3), stride[0], stride[1], pad[0], pad[1], pad[2], pad[3],
                       dilation[0], dilation[1], groups);
@@ -267,6 +308,8 @@ Conv2dShape conv1d_checked(const py::array& x, const py::array& w, int64_t strid
   expect_ndim(x, 3, op, "input", "(N, C, L)");
   expect_ndim(w, 3, op, "weight", "(out_channels, in_channels / groups, K)");
   expect_weight_channels(x, w, groups, op);
+  expect_sizes_fit(x.shape(2), pad[0], pad[1], w.shape(2), dilation, op, "length");
+  expect_countable({x.shape(1), x.shape(2) + pad[0] + pad[1]}, op, "padded input (C, L)", true);
   return conv1d_shape(x.shape(0), x.shape(1), x.shape(2), w.shape(0), w.shape(2), stride,
                       pad[0], pad[1], dilation, groups);
 }
@@ -327,6 +370,10 @@ py::tuple conv_backward(py::handle grad_output, const FArray& x, const FArray& w
 
 Pool2dShape pool2d_checked(const py::array& x, const std::string& op, I2 kernel, I2 stride, I4 pad) {
   expect_ndim(x, 4, op, "input", "(N, C, H, W)");
+  expect_sizes_fit(x.shape(2), pad[0], pad[1], kernel[0], 1, op, "height");
+  expect_sizes_fit(x.shape(3), pad[2], pad[3], kernel[1], 1, op, "width");
+  expect_countable({x.shape(2) + pad[0] + pad[1], x.shape(3) + pad[2] + pad[3]}, op,
+                   "padded input (H, W)", true);
   return pool2d_shape(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kernel[0], kernel[1],
                       stride[0], stride[1], pad[0], pad[1], pad[2], pad[3]);
 }
@@ -334,6 +381,7 @@ Pool2dShape pool2d_checked(const py::array& x, const std::string& op, I2 kernel,
 Pool2dShape pool1d_checked(const py::array& x, const std::string& op, int64_t kernel,
                            int64_t stride, I2 pad) {
   expect_ndim(x, 3, op, "input", "(N, C, L)");
+  expect_sizes_fit(x.shape(2), pad[0], pad[1], kernel, 1, op, "length");
   return pool1d_shape(x.shape(0), x.shape(1), x.shape(2), kernel, stride, pad[0], pad[1]);
 }
 
@@ -357,6 +405,8 @@ Pool2dShape pool_shape_from(const std::vector<int64_t>& in, bool one_d, const st
   if (in.size() != (one_d ? 3u : 4u))
     throw py::value_error(op + ": input_shape must have " + std::to_string(one_d ? 3 : 4) +
                           " entries, got " + std::to_string(in.size()));
+  if (!one_d) expect_sizes_fit(in[2], pad[0], pad[1], kernel[0], 1, op, "height");
+  expect_sizes_fit(in.back(), pad[2], pad[3], kernel[1], 1, op, one_d ? "length" : "width");
   return one_d ? pool1d_shape(in[0], in[1], in[2], kernel[1], stride[1], pad[2], pad[3])
                : pool2d_shape(in[0], in[1], in[2], in[3], kernel[0], kernel[1], stride[0],
                               stride[1], pad[0], pad[1], pad[2], pad[3]);
@@ -652,6 +702,10 @@ LocallyConnected2dShape lc_checked(const FArray& x, const FArray& w, const std::
     throw py::value_error(op + ": input of shape " + shape_str(x) + " has " +
                           std::to_string(x.shape(1)) + " channels but weight of shape " +
                           shape_str(w) + " expects " + std::to_string(w.shape(3)));
+  expect_sizes_fit(x.shape(2), pad[0], pad[1], w.shape(4), 1, op, "height");
+  expect_sizes_fit(x.shape(3), pad[2], pad[3], w.shape(5), 1, op, "width");
+  expect_countable({x.shape(1), x.shape(2) + pad[0] + pad[1], x.shape(3) + pad[2] + pad[3]}, op,
+                   "padded input (C, H, W)", true);
   LocallyConnected2dShape s = locally_connected2d_shape(
       x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(2), w.shape(4), w.shape(5),
       stride[0], stride[1], pad[0], pad[1], pad[2], pad[3], position_bias);
@@ -721,6 +775,10 @@ PYBIND11_MODULE(_core, m) {
       "conv2d_output_size",
       [](std::array<int64_t, 3> chw, std::array<int64_t, 3> oc_kh_kw, I2 stride, I4 pad,
          I2 dilation, int64_t groups) {
+        expect_sizes_fit(chw[1], pad[0], pad[1], oc_kh_kw[1], dilation[0], "conv2d", "height");
+        expect_sizes_fit(chw[2], pad[2], pad[3], oc_kh_kw[2], dilation[1], "conv2d", "width");
+        expect_countable({chw[0], chw[1] + pad[0] + pad[1], chw[2] + pad[2] + pad[3]}, "conv2d",
+                         "padded input (C, H, W)", true);
         Conv2dShape s = conv2d_shape(1, chw[0], chw[1], chw[2], oc_kh_kw[0], oc_kh_kw[1],
                                      oc_kh_kw[2], stride[0], stride[1], pad[0], pad[1], pad[2],
                                      pad[3], dilation[0], dilation[1], groups);
@@ -731,6 +789,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "pool2d_output_size",
       [](std::array<int64_t, 3> chw, I2 kernel, I2 stride, I4 pad) {
+        expect_sizes_fit(chw[1], pad[0], pad[1], kernel[0], 1, "pool", "height");
+        expect_sizes_fit(chw[2], pad[2], pad[3], kernel[1], 1, "pool", "width");
         Pool2dShape s = pool2d_shape(1, chw[0], chw[1], chw[2], kernel[0], kernel[1], stride[0],
                                      stride[1], pad[0], pad[1], pad[2], pad[3]);
         return py::make_tuple(s.OH, s.OW);
@@ -1503,6 +1563,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "locally_connected2d_output_size",
       [](std::array<int64_t, 3> chw, std::array<int64_t, 3> oc_kh_kw, I2 stride, I4 pad) {
+        expect_sizes_fit(chw[1], pad[0], pad[1], oc_kh_kw[1], 1, "locally_connected2d", "height");
+        expect_sizes_fit(chw[2], pad[2], pad[3], oc_kh_kw[2], 1, "locally_connected2d", "width");
         LocallyConnected2dShape s = locally_connected2d_shape(
             1, chw[0], chw[1], chw[2], oc_kh_kw[0], oc_kh_kw[1], oc_kh_kw[2], stride[0],
             stride[1], pad[0], pad[1], pad[2], pad[3], false);

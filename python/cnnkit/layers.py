@@ -614,7 +614,8 @@ class Softmax(Layer):
         self.axis = _int(axis, "Softmax", "axis")
 
     def forward(self, x):
-        if np.ndim(x) >= 1 and self.axis % np.ndim(x) == np.ndim(x) - 1:
+        nd = np.ndim(x)  # an axis out of range goes to functional.softmax, which reports it
+        if nd >= 1 and -nd <= self.axis < nd and self.axis % nd == nd - 1:
             out = self._out("y", np.shape(x)) if self.reuse_buffers else None
             self._y = _core.softmax_forward(x, out=out)
         else:
@@ -643,7 +644,8 @@ class Flatten(Layer):
     def _flat_shape(self, shape):
         nd = len(shape)
         s, e = self.start_dim % nd if nd else 0, self.end_dim % nd if nd else 0
-        if nd == 0 or s > e:
+        in_range = -nd <= self.start_dim < nd and -nd <= self.end_dim < nd  # else % would wrap silently
+        if nd == 0 or not in_range or s > e:
             raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit shape {shape}")
         return tuple(shape[:s]) + (int(np.prod(shape[s:e + 1], dtype=np.int64)),) + tuple(shape[e + 1:])
 
