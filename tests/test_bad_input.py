@@ -24,6 +24,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -63,6 +64,9 @@ def serve(out_path, only=None):
     sys.path.insert(0, str(HERE))
     import bad_input_corpus as corpus
     import cnnkit  # noqa: F401 - imported once, before forking
+    # the children's temporary files (checkpoints, IDX files) go next to the verdicts
+    tempfile.tempdir = os.path.join(os.path.dirname(os.path.abspath(out_path)), "tmp")
+    os.makedirs(tempfile.tempdir, exist_ok=True)
     threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
     if threads != 1:
         raise SystemExit(f"the server has {threads} threads before forking (an op ran at import? "

@@ -429,6 +429,8 @@ class Sequential(Container):
         x, y = self._prepare(x, y, "fit")
         if len(x) == 0:  # no step would run: a History of nothing hides the mistake
             raise ValueError(f"fit: no training samples (x has shape {x.shape})")
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float, np.integer, np.floating)):
+            raise TypeError(f"fit: validation_split must be a number, got {type(validation_split).__name__}")
         if not 0.0 <= float(validation_split) < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
         if validation_data is not None:
