@@ -646,29 +646,27 @@ bool tensors_fit(py::handle shapes, const std::vector<std::vector<py::array>*>& 
 
 // Predictions and targets of an elementwise loss: any shape, the same for both.
 std::pair<FArray, FArray> loss_inputs(py::handle x_obj, py::handle t_obj, const std::string& op) {
-  FArray x = as_float(x_obj, op, "input");
-  FArray t = as_float(t_obj, op, "target");
-  expect_shape(t, Shape(x.shape(), x.shape() + x.ndim()), op, "target");
-  return {std::move(x), std::move(t)};
+  py::array xa = real_array(x_obj, op, "input");
+  FArray t = as_float_shaped(t_obj, Shape(xa.shape(), xa.shape() + xa.ndim()), op, "target");
+  return {to_float(xa), std::move(t)};
 }
 
 // Logits (N, K) and class-probability targets (N, K) of the soft-label cross-entropy.
 std::pair<FArray, FArray> soft_xent_inputs(py::handle x_obj, py::handle t_obj,
                                            const std::string& op, const char* x_name) {
-  FArray x = as_float(x_obj, op, x_name);
-  expect_ndim(x, 2, op, x_name, "(N, num_classes)");
-  if (x.shape(1) < 1)
-    throw py::value_error(op + ": " + x_name + " of shape " + shape_str(x) + " have no classes");
-  FArray t = as_float(t_obj, op, "target");
-  expect_shape(t, {x.shape(0), x.shape(1)}, op, "target (class probabilities)");
-  return {std::move(x), std::move(t)};
+  py::array xa = real_array(x_obj, op, x_name);
+  expect_ndim(xa, 2, op, x_name, "(N, num_classes)");
+  if (xa.shape(1) < 1)
+    throw py::value_error(op + ": " + x_name + " of shape " + shape_str(xa) + " have no classes");
+  FArray t = as_float_shaped(t_obj, {xa.shape(0), xa.shape(1)}, op, "target (class probabilities)");
+  return {to_float(xa), std::move(t)};
 }
 
 // === batch norm, locally connected, Lp and adaptive pooling, padding =======================
 // (helpers; the bindings are the block of the same name at the end of the module)
 
 // (N, C, values per channel plane) of a batch-norm input of shape (N, C, *).
-std::array<int64_t, 3> batch_norm_dims(const FArray& x, const std::string& op) {
+std::array<int64_t, 3> batch_norm_dims(const py::array& x, const std::string& op) {
   if (x.ndim() < 2)
     throw py::value_error(op + ": expected input with at least 2 dimensions (N, C, ...), got shape " +
                           shape_str(x));
@@ -694,7 +692,7 @@ void expect_finite(double v, const std::string& op, const char* name, bool posit
 // x [N, C, H, W] against a locally connected weight [OH, OW, OC, C, KH, KW] and a bias of
 // (OC,) or, position_bias, (OC, OH, OW); the weight's output positions must be the ones the
 // input, stride and padding give.
-LocallyConnected2dShape lc_checked(const FArray& x, const FArray& w, const std::string& op,
+LocallyConnected2dShape lc_checked(const py::array& x, const py::array& w, const std::string& op,
                                    I2 stride, I4 pad, bool position_bias) {
   expect_ndim(x, 4, op, "input", "(N, C, H, W)");
   expect_ndim(w, 6, op, "weight", "(OH, OW, out_channels, in_channels, KH, KW)");
@@ -986,8 +984,9 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "global_avg_pool2d_forward",
       [](py::handle x_obj, py::handle out) {
-        FArray x = as_float(x_obj, "global_avg_pool2d", "input");
-        expect_ndim(x, 4, "global_avg_pool2d", "input", "(N, C, H, W)");
+        py::array xa = real_array(x_obj, "global_avg_pool2d", "input");
+        expect_ndim(xa, 4, "global_avg_pool2d", "input", "(N, C, H, W)");
+        FArray x = to_float(xa);
         if (x.shape(2) < 1 || x.shape(3) < 1)
           throw py::value_error("global_avg_pool2d: input of shape " + shape_str(x) +
                                 " has an empty plane");
@@ -1137,11 +1136,12 @@ PYBIND11_MODULE(_core, m) {
       "softmax_xent_forward",
       [](py::handle logits_obj, py::handle labels_obj, py::handle out) {
         const std::string op = "cross_entropy";
-        FArray x = as_float(logits_obj, op, "logits");
-        expect_ndim(x, 2, op, "logits", "(N, num_classes)");
-        const int64_t N = x.shape(0), K = x.shape(1);
-        if (K < 1) throw py::value_error(op + ": logits of shape " + shape_str(x) + " have no classes");
+        py::array xa = real_array(logits_obj, op, "logits");
+        expect_ndim(xa, 2, op, "logits", "(N, num_classes)");
+        const int64_t N = xa.shape(0), K = xa.shape(1);
+        if (K < 1) throw py::value_error(op + ": logits of shape " + shape_str(xa) + " have no classes");
         LArray labels = as_labels(labels_obj, N, K, op);
+        FArray x = to_float(xa);
         FArray probs = output<float>(out, {N, K}, op, "out (probs)", {&x});
         double loss;
         {
@@ -1155,10 +1155,11 @@ PYBIND11_MODULE(_core, m) {
       "softmax_xent_backward",
       [](py::handle probs_obj, py::handle labels_obj, float dloss, py::handle out) {
         const std::string op = "cross_entropy_backward";
-        FArray p = as_float(probs_obj, op, "probs");
-        expect_ndim(p, 2, op, "probs", "(N, num_classes)");
-        const int64_t N = p.shape(0), K = p.shape(1);
+        py::array pa = real_array(probs_obj, op, "probs");
+        expect_ndim(pa, 2, op, "probs", "(N, num_classes)");
+        const int64_t N = pa.shape(0), K = pa.shape(1);
         LArray labels = as_labels(labels_obj, N, K, op);
+        FArray p = to_float(pa);
         FArray dx = output<float>(out, {N, K}, op, "out", {&p}, true);
         {
           py::gil_scoped_release nogil;
@@ -1191,10 +1192,10 @@ PYBIND11_MODULE(_core, m) {
       "dropout_backward",
       [](py::handle dy_obj, py::handle mask_obj, py::handle out) {
         const std::string op = "dropout_backward";
-        FArray mask = as_float(mask_obj, op, "mask");
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        const Shape shape(mask.shape(), mask.shape() + mask.ndim());
-        expect_shape(dy, shape, op, "grad_output");
+        py::array ma = real_array(mask_obj, op, "mask");
+        const Shape shape(ma.shape(), ma.shape() + ma.ndim());
+        FArray dy = as_float_shaped(dy_obj, shape, op, "grad_output");
+        FArray mask = to_float(ma);
         FArray dx = output<float>(out, shape, op, "out", {&dy, &mask}, true);
         {
           py::gil_scoped_release nogil;
@@ -1479,13 +1480,21 @@ PYBIND11_MODULE(_core, m) {
          py::handle running_var, bool training, double momentum, double eps, bool ref,
          py::handle out) {
         const std::string op = "batch_norm";
-        FArray x = as_float(x_obj, op, "input");
-        const auto [N, C, HW] = batch_norm_dims(x, op);
+        py::array xa = real_array(x_obj, op, "input");
+        const auto [N, C, HW] = batch_norm_dims(xa, op);
         expect_finite(eps, op, "eps", false);
         expect_finite(momentum, op, "momentum", false);
         const BatchNormShape s = batch_norm_shape(N, C, HW, training);
         std::optional<FArray> w = channel_vector(weight, C, op, "weight");
         std::optional<FArray> b = channel_vector(bias, C, op, "bias");
+        if (!training && (running_mean.is_none() || running_var.is_none()))
+          throw py::value_error(op + ": running_mean and running_var are required when not "
+                                "training");
+        if (!training) {  // their shapes, before x is converted (in place ones: below)
+          channel_vector(running_mean, C, op, "running_mean");
+          channel_vector(running_var, C, op, "running_var");
+        }
+        FArray x = to_float(xa);
         FArray y = output<float>(out_item(out, 0, 3, op), Shape(x.shape(), x.shape() + x.ndim()),
                                  op, "out[0]", {&x});
         FArray mean = output<float>(out_item(out, 1, 3, op), {C}, op, "out[1] (mean)", {&x, &y});
@@ -1529,11 +1538,12 @@ PYBIND11_MODULE(_core, m) {
          py::handle invstd_obj, bool training, bool need_dx, bool need_dw, bool need_db,
          bool ref, py::handle out) {
         const std::string op = "batch_norm_backward";
-        FArray x = as_float(x_obj, op, "input");
-        const auto [N, C, HW] = batch_norm_dims(x, op);
+        py::array xa = real_array(x_obj, op, "input");
+        const auto [N, C, HW] = batch_norm_dims(xa, op);
         const BatchNormShape s = batch_norm_shape(N, C, HW, training);
-        const Shape xs(x.shape(), x.shape() + x.ndim());
+        const Shape xs(xa.shape(), xa.shape() + xa.ndim());
         FArray dy = as_float_shaped(dy_obj, xs, op, "grad_output");
+        FArray x = to_float(xa);
         std::optional<FArray> w = channel_vector(weight, C, op, "weight");
         FArray mean = as_float(mean_obj, op, "mean");
         expect_shape(mean, {C}, op, "mean");
@@ -1576,10 +1586,14 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle x_obj, py::handle w_obj, py::handle bias, I2 stride, I4 pad, bool ref,
          py::handle out, py::handle ws) {
         const std::string op = "locally_connected2d";
-        FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
-        std::optional<FArray> b = optional_float(bias, op, "bias");
-        const LocallyConnected2dShape s = lc_checked(x, w, op, stride, pad, b && b->ndim() == 3);
-        if (b) expect_shape(*b, lc_bias_shape(s), op, "bias");
+        py::array xa = real_array(x_obj, op, "input"), wa = real_array(w_obj, op, "weight");
+        std::optional<py::array> ba;
+        if (!bias.is_none()) ba = real_array(bias, op, "bias");
+        const LocallyConnected2dShape s = lc_checked(xa, wa, op, stride, pad, ba && ba->ndim() == 3);
+        if (ba) expect_shape(*ba, lc_bias_shape(s), op, "bias");
+        FArray x = to_float(xa), w = to_float(wa);
+        std::optional<FArray> b;
+        if (ba) b = to_float(*ba);
         FArray y = output<float>(out, {s.N, s.OC, s.OH, s.OW}, op, "out", {&x, &w});
         Workspace& workspace = workspace_of(ws);
         {
@@ -1600,9 +1614,10 @@ PYBIND11_MODULE(_core, m) {
          bool need_dw, bool need_db, bool position_bias, bool ref, py::handle out,
          py::handle ws) {
         const std::string op = "locally_connected2d_backward";
-        FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
-        const LocallyConnected2dShape s = lc_checked(x, w, op, stride, pad, position_bias);
+        py::array xa = real_array(x_obj, op, "input"), wa = real_array(w_obj, op, "weight");
+        const LocallyConnected2dShape s = lc_checked(xa, wa, op, stride, pad, position_bias);
         FArray dy = as_float_shaped(dy_obj, {s.N, s.OC, s.OH, s.OW}, op, "grad_output");
+        FArray x = to_float(xa), w = to_float(wa);
         std::optional<FArray> dx, dw, db;
         if (need_dx)
           dx = output<float>(out_item(out, 0, 3, op), Shape(x.shape(), x.shape() + x.ndim()), op,
@@ -1638,8 +1653,9 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle x_obj, double p, I2 kernel, I2 stride, py::handle out) {
         const std::string op = "lp_pool2d";
         expect_finite(p, op, "norm_type", true);
-        FArray x = as_float(x_obj, op, "input");
-        Pool2dShape s = pool2d_checked(x, op, kernel, stride, {0, 0, 0, 0});
+        py::array xa = real_array(x_obj, op, "input");
+        Pool2dShape s = pool2d_checked(xa, op, kernel, stride, {0, 0, 0, 0});
+        FArray x = to_float(xa);
         FArray y = output<float>(out, pool_out_shape(s, false), op, "out", {&x});
         {
           py::gil_scoped_release nogil;
@@ -1654,9 +1670,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle dy_obj, py::handle x_obj, double p, I2 kernel, I2 stride, py::handle out) {
         const std::string op = "lp_pool2d_backward";
         expect_finite(p, op, "norm_type", true);
-        FArray x = as_float(x_obj, op, "input");
-        Pool2dShape s = pool2d_checked(x, op, kernel, stride, {0, 0, 0, 0});
+        py::array xa = real_array(x_obj, op, "input");
+        Pool2dShape s = pool2d_checked(xa, op, kernel, stride, {0, 0, 0, 0});
         FArray dy = as_float_shaped(dy_obj, pool_out_shape(s, false), op, "grad_output");
+        FArray x = to_float(xa);
         FArray dx = output<float>(out, Shape(x.shape(), x.shape() + x.ndim()), op, "out", {&x, &dy});
         {
           py::gil_scoped_release nogil;
@@ -1673,10 +1690,11 @@ PYBIND11_MODULE(_core, m) {
       "adaptive_avg_pool2d_forward",
       [](py::handle x_obj, I2 output_size, py::handle out) {
         const std::string op = "adaptive_avg_pool2d";
-        FArray x = as_float(x_obj, op, "input");
-        expect_ndim(x, 4, op, "input", "(N, C, H, W)");
+        py::array xa = real_array(x_obj, op, "input");
+        expect_ndim(xa, 4, op, "input", "(N, C, H, W)");
         const AdaptivePool2dShape s = adaptive_pool2d_shape(
-            x.shape(0), x.shape(1), x.shape(2), x.shape(3), output_size[0], output_size[1]);
+            xa.shape(0), xa.shape(1), xa.shape(2), xa.shape(3), output_size[0], output_size[1]);
+        FArray x = to_float(xa);
         FArray y = output<float>(out, {s.N, s.C, s.OH, s.OW}, op, "out", {&x});
         {
           py::gil_scoped_release nogil;
@@ -1689,14 +1707,15 @@ PYBIND11_MODULE(_core, m) {
       "adaptive_avg_pool2d_backward",
       [](py::handle dy_obj, std::vector<int64_t> in, py::handle out) {
         const std::string op = "adaptive_avg_pool2d_backward";
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_ndim(dy, 4, op, "grad_output", "(N, C, OH, OW)");
+        py::array dya = real_array(dy_obj, op, "grad_output");
+        expect_ndim(dya, 4, op, "grad_output", "(N, C, OH, OW)");
         if (in.size() != 4)
           throw py::value_error(op + ": input_shape must have 4 entries, got " +
                                 std::to_string(in.size()));
         const AdaptivePool2dShape s =
-            adaptive_pool2d_shape(in[0], in[1], in[2], in[3], dy.shape(2), dy.shape(3));
-        expect_shape(dy, {s.N, s.C, s.OH, s.OW}, op, "grad_output");
+            adaptive_pool2d_shape(in[0], in[1], in[2], in[3], dya.shape(2), dya.shape(3));
+        expect_shape(dya, {s.N, s.C, s.OH, s.OW}, op, "grad_output");
+        FArray dy = to_float(dya);
         FArray dx = input_grad(out, in, 4, op, {&dy});
         {
           py::gil_scoped_release nogil;
@@ -1712,8 +1731,9 @@ PYBIND11_MODULE(_core, m) {
       "pad2d_forward",
       [](py::handle x_obj, I4 pad, float value, py::handle out) {
         const std::string op = "pad";
-        FArray x = as_float(x_obj, op, "input");
-        const Pad2dShape s = pad_checked(Shape(x.shape(), x.shape() + x.ndim()), pad, op);
+        py::array xa = real_array(x_obj, op, "input");
+        const Pad2dShape s = pad_checked(Shape(xa.shape(), xa.shape() + xa.ndim()), pad, op);
+        FArray x = to_float(xa);
         Shape ys(x.shape(), x.shape() + x.ndim());
         ys[ys.size() - 2] = s.OH;
         ys.back() = s.OW;

@@ -675,6 +675,30 @@ OVERFLOW_VALUE = {
     "zero_pad2d_beyond_int64": (lambda: F.zero_pad2d(r(1, 1, 2, 2), 2**63), r"padding must fit in 64 bits, got 9223372036854775808"),
     "sequential_huge_input_shape_wrong": (lambda: cnnkit.Sequential([L.Linear(3, 2)], input_shape=(70000 * 70000,)), r"\(\.\.\., 3\).*4900000000"),
 }
+OVERFLOW_VALUE.update({
+    "batch_norm_huge_1d": (lambda: F.batch_norm(huge(70000 * 70000), z(3), z(3)), r"at least 2 dimensions.*\(4900000000,\)"),
+    "batch_norm_huge_wrong_running_mean": (lambda: F.batch_norm(huge(2, 3, 70000, 70000), z(4), z(4)),
+                                           r"running_mean of shape \(3,\), got shape \(4,\)"),
+    "batch_norm_backward_huge_grad": (lambda: F.batch_norm_backward(huge(2, 3, 70000, 70000), r(2, 3, 2, 2), None, z(3), z(3)),
+                                      r"\(2, 3, 2, 2\), got shape \(2, 3, 70000, 70000\)"),
+    "locally_connected2d_huge_wrong_rank": (lambda: F.locally_connected2d(huge(1, 70000, 70000), z(1, 1, 1, 1, 1, 1)),
+                                            r"4 dimensions.*\(1, 70000, 70000\)"),
+    "locally_connected2d_huge_wrong_channels": (lambda: F.locally_connected2d(huge(1, 2, 70000, 70000), z(1, 1, 1, 1, 1, 1)),
+                                                r"has 2 channels but weight of shape \(1, 1, 1, 1, 1, 1\) expects 1"),
+    "adaptive_huge_wrong_rank": (lambda: F.adaptive_avg_pool2d(huge(1, 70000, 70000), 2), r"4 dimensions.*\(1, 70000, 70000\)"),
+    "lp_pool2d_huge_wrong_rank": (lambda: F.lp_pool2d(huge(1, 70000, 70000), 2, 2), r"4 dimensions.*\(1, 70000, 70000\)"),
+    "global_avg_pool2d_huge_wrong_rank": (lambda: F.global_avg_pool2d(huge(1, 70000, 70000)), r"4 dimensions.*\(1, 70000, 70000\)"),
+    "zero_pad2d_huge_1d": (lambda: F.zero_pad2d(huge(70000 * 70000), 1), r"at least 2 dimensions.*\(4900000000,\)"),
+    "cross_entropy_huge_logits_3d": (lambda: F.cross_entropy(huge(2, 70000, 70000), [0, 1]), r"2 dimensions.*\(2, 70000, 70000\)"),
+    "cross_entropy_huge_logits_labels": (lambda: F.cross_entropy(huge(70000, 70000), [0, 1]), r"labels of shape \(70000,\), got shape \(2,\)"),
+    "mse_huge_mismatch": (lambda: losses.get("mse")(huge(70000, 70000), z(2, 2)), r"target of shape \(70000, 70000\), got shape \(2, 2\)"),
+    "bce_huge_mismatch": (lambda: losses.get("binary_cross_entropy")(huge(70000, 70000), z(2, 2)), r"\(70000, 70000\), got shape \(2, 2\)"),
+    "soft_cross_entropy_huge_mismatch": (lambda: losses.get("cross_entropy")(huge(70000, 70000), z(2, 2)), r"\(70000, 70000\), got shape \(2, 2\)"),
+    "dropout_backward_huge_mismatch": (lambda: (lambda l: (l.forward(r(2, 2)), l.backward(huge(70000, 70000))))(L.Dropout(0.5)),
+                                       r"\(2, 2\), got shape \(70000, 70000\)"),
+    "layer_conv2d_huge_wrong_channels": (lambda: L.Conv2d(3, 1, 3).forward(huge(1, 2, 70000, 70000)), r"3 channels.*\(1, 2, 70000, 70000\)"),
+    "model_predict_huge_wrong_shape": (lambda: _lenet_small().predict(huge(70000, 1, 8, 70000)), r"\(N, 1, 8, 8\).*\(70000, 1, 8, 70000\)"),
+})
 for name, (call, pattern) in OVERFLOW_VALUE.items():
     bad(f"overflow32_{name}", "overflow32", call, ValueError, pattern)
 
