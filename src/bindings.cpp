@@ -1210,9 +1210,10 @@ PYBIND11_MODULE(_core, m) {
       "add",
       [](py::handle a_obj, py::handle b_obj, py::handle out) {
         const std::string op = "add";
-        FArray a = as_float(a_obj, op, "a"), b = as_float(b_obj, op, "b");
-        const Shape shape(a.shape(), a.shape() + a.ndim());
-        expect_shape(b, shape, op, "b");
+        py::array aa = real_array(a_obj, op, "a");
+        const Shape shape(aa.shape(), aa.shape() + aa.ndim());
+        FArray b = as_float_shaped(b_obj, shape, op, "b");
+        FArray a = to_float(aa);
         FArray y = output<float>(out, shape, op, "out", {&a, &b}, true);
         {
           py::gil_scoped_release nogil;
@@ -1311,8 +1312,7 @@ PYBIND11_MODULE(_core, m) {
          double momentum, bool nesterov, double weight_decay, bool first, bool ref) {
         const std::string op = "sgd_step";
         const Shape shape = param_shape(param, op);
-        FArray g = as_float(grad, op, "grad");
-        expect_shape(g, shape, op, "grad");
+        FArray g = as_float_shaped(grad, shape, op, "grad");
         InPlace p = in_place(param, shape, op, "param", {&g});
         std::optional<InPlace> buf;
         if (momentum != 0.0)
@@ -1336,8 +1336,7 @@ PYBIND11_MODULE(_core, m) {
         if (step < 1)
           throw py::value_error(op + ": step must be >= 1, got " + std::to_string(step));
         const Shape shape = param_shape(param, op);
-        FArray g = as_float(grad, op, "grad");
-        expect_shape(g, shape, op, "grad");
+        FArray g = as_float_shaped(grad, shape, op, "grad");
         InPlace p = in_place(param, shape, op, "param", {&g});
         InPlace m1 = in_place(exp_avg, shape, op, "exp_avg", {&g, &p});
         InPlace m2 = in_place(exp_avg_sq, shape, op, "exp_avg_sq", {&g, &p, &m1});

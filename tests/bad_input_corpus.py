@@ -697,6 +697,9 @@ OVERFLOW_VALUE.update({
     "dropout_backward_huge_mismatch": (lambda: (lambda l: (l.forward(r(2, 2)), l.backward(huge(70000, 70000))))(L.Dropout(0.5)),
                                        r"\(2, 2\), got shape \(70000, 70000\)"),
     "layer_conv2d_huge_wrong_channels": (lambda: L.Conv2d(3, 1, 3).forward(huge(1, 2, 70000, 70000)), r"3 channels.*\(1, 2, 70000, 70000\)"),
+    "optimizer_step_huge_grad": (lambda: optim.SGD().step([z(3)], [huge(70000, 70000)]), r"\(70000, 70000\).*\(3,\)|\(3,\).*\(70000, 70000\)"),
+    "adam_step_huge_grad": (lambda: optim.Adam().step([z(3)], [huge(70000, 70000)]), r"\(70000, 70000\).*\(3,\)|\(3,\).*\(70000, 70000\)"),
+    "residual_add_huge_mismatch": (lambda: cnnkit._core.add(z(2, 2), huge(70000, 70000)), r"b of shape \(2, 2\), got shape \(70000, 70000\)"),
     "model_predict_huge_wrong_shape": (lambda: _lenet_small().predict(huge(70000, 1, 8, 70000)), r"\(N, 1, 8, 8\).*\(70000, 1, 8, 70000\)"),
 })
 for name, (call, pattern) in OVERFLOW_VALUE.items():
