@@ -281,6 +281,8 @@ class Sequential(Container):
         if x is None:
             raise TypeError("expected a batch of inputs (an array), got None")
         x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"expected a batch of real numbers, got dtype {x.dtype}")
         if x.ndim < 1:
             raise ValueError("expected a batch of inputs, got a scalar")
         if self.input_shape is None:
