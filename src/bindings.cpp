@@ -405,6 +405,7 @@ Pool2dShape pool_shape_from(const std::vector<int64_t>& in, bool one_d, const st
   if (in.size() != (one_d ? 3u : 4u))
     throw py::value_error(op + ": input_shape must have " + std::to_string(one_d ? 3 : 4) +
                           " entries, got " + std::to_string(in.size()));
+  expect_countable(in, op, "input_shape", true);  // before the shape function multiplies sizes
   if (!one_d) expect_sizes_fit(in[2], pad[0], pad[1], kernel[0], 1, op, "height");
   expect_sizes_fit(in.back(), pad[2], pad[3], kernel[1], 1, op, one_d ? "length" : "width");
   return one_d ? pool1d_shape(in[0], in[1], in[2], kernel[1], stride[1], pad[2], pad[3])
@@ -773,6 +774,7 @@ PYBIND11_MODULE(_core, m) {
       "conv2d_output_size",
       [](std::array<int64_t, 3> chw, std::array<int64_t, 3> oc_kh_kw, I2 stride, I4 pad,
          I2 dilation, int64_t groups) {
+        expect_countable({chw[0], chw[1], chw[2]}, "conv2d", "input shape", true);
         expect_sizes_fit(chw[1], pad[0], pad[1], oc_kh_kw[1], dilation[0], "conv2d", "height");
         expect_sizes_fit(chw[2], pad[2], pad[3], oc_kh_kw[2], dilation[1], "conv2d", "width");
         expect_countable({chw[0], chw[1] + pad[0] + pad[1], chw[2] + pad[2] + pad[3]}, "conv2d",
@@ -787,6 +789,7 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "pool2d_output_size",
       [](std::array<int64_t, 3> chw, I2 kernel, I2 stride, I4 pad) {
+        expect_countable({chw[0], chw[1], chw[2]}, "pool", "input shape", true);
         expect_sizes_fit(chw[1], pad[0], pad[1], kernel[0], 1, "pool", "height");
         expect_sizes_fit(chw[2], pad[2], pad[3], kernel[1], 1, "pool", "width");
         Pool2dShape s = pool2d_shape(1, chw[0], chw[1], chw[2], kernel[0], kernel[1], stride[0],
@@ -1572,6 +1575,7 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "locally_connected2d_output_size",
       [](std::array<int64_t, 3> chw, std::array<int64_t, 3> oc_kh_kw, I2 stride, I4 pad) {
+        expect_countable({chw[0], chw[1], chw[2]}, "locally_connected2d", "input shape", true);
         expect_sizes_fit(chw[1], pad[0], pad[1], oc_kh_kw[1], 1, "locally_connected2d", "height");
         expect_sizes_fit(chw[2], pad[2], pad[3], oc_kh_kw[2], 1, "locally_connected2d", "width");
         LocallyConnected2dShape s = locally_connected2d_shape(
