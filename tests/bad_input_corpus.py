@@ -38,10 +38,6 @@ class Entry:
 
 ENTRIES = []
 
-# Entries that still fail, with the reason: reported as expected failures (strict: one that
-# starts passing must be taken off this list). Each has a short timeout if it hangs.
-KNOWN_BUGS = {}
-
 
 def bad(id, category, call, exc, match, timeout=None):
     ENTRIES.append(Entry(id, category, call, exc=exc, match=match, timeout=timeout))

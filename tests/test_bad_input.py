@@ -172,10 +172,6 @@ def test_corpus_size_and_coverage():
 @pytest.mark.parametrize("entry_id", IDS)
 def test_bad_input(verdicts, entry_id):
     verdict, detail = verdicts[entry_id]
-    known = bad_input_corpus.KNOWN_BUGS.get(entry_id)
-    if known is not None:
-        assert verdict != "pass", f"{entry_id} passes now: take it off KNOWN_BUGS"
-        pytest.xfail(f"known bug ({verdict}: {detail}): {known}")
     assert verdict == "pass", f"{entry_id}: {verdict}: {detail}"
 
 
