@@ -53,10 +53,10 @@ std::string shape_str(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// Any array-like of real numbers as an array, not yet converted: ops whose shape function
-// rejects sizes they cannot index check the shapes on it first, so that a huge strided view
-// (np.broadcast_to) is refused before as_float would copy it.
-py::array as_real(py::handle obj, const std::string& op, const char* name) {
+// Any array-like of real numbers as a NumPy array in its own dtype and layout: no float32
+// copy yet, so a binding checks shapes first and a bad call never copies a huge (say, a
+// broadcast, zero-stride) input before rejecting it.
+py::array real_array(py::handle obj, const std::string& op, const char* name) {
   if (obj.is_none()) throw py::type_error(op + ": " + name + " must be an array, got None");
   py::array a = py::array::ensure(obj);
   if (!a) throw py::type_error(op + ": " + name + " must be an array of real numbers");
@@ -67,9 +67,20 @@ py::array as_real(py::handle obj, const std::string& op, const char* name) {
   return a;
 }
 
+// a as float32 C-contiguous (itself when it already is). The constructor, unlike ensure(),
+// keeps NumPy's error when the copy cannot be made (MemoryError naming the size); ensure()
+// would return a null array that the op then dereferences.
+template <class T>
+py::array_t<T, py::array::c_style | py::array::forcecast> converted(const py::array& a) {
+  return py::array_t<T, py::array::c_style | py::array::forcecast>(
+      py::reinterpret_borrow<py::object>(a));
+}
+
+FArray to_float(const py::array& a) { return converted<float>(a); }
+
 // Any array-like of real numbers -> float32 C-contiguous (a copy only when needed).
 FArray as_float(py::handle obj, const std::string& op, const char* name) {
-  return FArray::ensure(as_real(obj, op, name));
+  return to_float(real_array(obj, op, name));
 }
 
 void expect_ndim(const py::array& a, int ndim, const std::string& op, const char* name,
@@ -92,6 +103,14 @@ void expect_shape(const py::array& a, const Shape& want, const std::string& op,
   }
 }
 
+// as_float for an array whose shape must be `want`, checked before any conversion.
+FArray as_float_shaped(py::handle obj, const Shape& want, const std::string& op,
+                       const char* name) {
+  py::array a = real_array(obj, op, name);
+  expect_shape(a, want, op, name);
+  return to_float(a);
+}
+
 std::optional<FArray> optional_float(py::handle obj, const std::string& op, const char* name) {
   if (obj.is_none()) return std::nullopt;
   return as_float(obj, op, name);
@@ -106,17 +125,30 @@ LArray as_labels(py::handle obj, int64_t N, int64_t K, const std::string& op) {
   if (kind != 'i' && kind != 'u' && kind != 'f')
     throw py::type_error(op + ": labels must hold integers, got dtype " +
                          std::string(py::str(a.dtype())));
+  expect_shape(a, {N}, op, "labels");
+  // Values out of [0, K) are reported as given, before the int64 cast (which would turn
+  // 1e20 or a uint64 2**64 - 1 into a misleading negative number).
+  auto out_of_range = [&](const std::string& value, py::ssize_t i) {
+    return py::value_error(op + ": labels must be in [0, " + std::to_string(K) + "), got " +
+                           value + " at index " + std::to_string(i));
+  };
   if (kind == 'f') {
-    auto f = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
+    auto f = converted<double>(a);
     const double* p = f.data();
-    for (py::ssize_t i = 0; i < f.size(); ++i)
+    for (py::ssize_t i = 0; i < f.size(); ++i) {
       if (!std::isfinite(p[i]) || p[i] != std::floor(p[i]))
         throw py::value_error(op + ": labels must be integers, got " +
                               std::string(py::str(py::float_(p[i]))) + " at index " +
                               std::to_string(i));
+      if (p[i] < 0 || p[i] >= static_cast<double>(K))
+        throw out_of_range(std::string(py::str(py::float_(p[i]))), i);
+    }
+  } else if (kind == 'u') {
+    auto u = converted<uint64_t>(a);
+    for (py::ssize_t i = 0; i < u.size(); ++i)
+      if (u.data()[i] >= static_cast<uint64_t>(K)) throw out_of_range(std::to_string(u.data()[i]), i);
   }
-  expect_shape(a, {N}, op, "labels");
-  LArray l = LArray::ensure(a);
+  LArray l = converted<int64_t>(a);
   const int64_t* p = l.data();
   for (int64_t i = 0; i < N; ++i)
     if (p[i] < 0 || p[i] >= K)
@@ -126,6 +158,33 @@ LArray as_labels(py::handle obj, int64_t N, int64_t K, const std::string& op) {
 }
 
 FArray empty(const Shape& shape) { return FArray(shape); }
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t d = 0; d < shape.size(); ++d) s += (d ? ", " : "") + std::to_string(shape[d]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+// A shape given as numbers (input_shape of a backward function, a padded size): sizes >= 0
+// whose element count fits int64, else a ValueError naming it -- before anything allocates
+// or a size computation wraps around.
+// negative_ok: a negative size is left for the op's shape function to report (a padded size
+// made negative by bad padding, which it names better).
+void expect_countable(const std::vector<int64_t>& shape, const std::string& op, const char* name,
+                      bool negative_ok = false) {
+  int64_t count = 1;
+  for (int64_t d : shape) {
+    if (d < 0 && negative_ok) return;
+    if (d < 0)
+      throw py::value_error(op + ": " + name + " must have sizes >= 0, got " + shape_str(shape));
+  }
+  int64_t bytes;
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(count, d, &count) ||
+        __builtin_mul_overflow(count, int64_t{sizeof(float)}, &bytes))
+      throw py::value_error(op + ": " + name + " " + shape_str(shape) +
+                            " has more elements than a 64-bit byte count holds");
+}
 
 bool overlaps(const py::array& a, const py::array& b) {
   const char* a0 = static_cast<const char*>(a.data());
@@ -211,12 +270,33 @@ void expect_weight_channels(const py::array& x, const py::array& w, int64_t grou
                         "; expected weight shape " + expected);
 }
 
+// One spatial dimension of a convolution or pooling: the padded input (size + both pads) and
+// the dilated kernel (dilation * (kernel - 1) + 1) must be computable in int64. Sizes that
+// would wrap around are rejected here, named, before a shape function computes with them.
+void expect_sizes_fit(int64_t size, int64_t pad_a, int64_t pad_b, int64_t kernel,
+                      int64_t dilation, const std::string& op, const char* axis) {
+  int64_t t;
+  const bool wraps = __builtin_add_overflow(size, pad_a, &t) || __builtin_add_overflow(t, pad_b, &t) ||
+                     __builtin_sub_overflow(kernel, 1, &t) || __builtin_mul_overflow(t, dilation, &t) ||
+                     __builtin_add_overflow(t, 1, &t);
+  if (wraps)
+    throw py::value_error(op + ": the " + axis + " sizes overflow 64 bits: input " +
+                          std::to_string(size) + ", padding (" + std::to_string(pad_a) + ", " +
+                          std::to_string(pad_b) + "), kernel " + std::to_string(kernel) +
+                          ", dilation " + std::to_string(dilation));
+}
+
 // x [N, C, H, W] against w [OC, C/groups, KH, KW]; the op name is in every message.
 Conv2dShape conv2d_checked(const py::array& x, const py::array& w, const std::string& op, I2 stride,
                            I4 pad, I2 dilation, int64_t groups) {
   expect_ndim(x, 4, op, "input", "(N, C, H, W)");
   expect_ndim(w, 4, op, "weight", "(out_channels, in_channels / groups, KH, KW)");
   expect_weight_channels(x, w, groups, op);
+  expect_sizes_fit(x.shape(2), pad[0], pad[1], w.shape(2), dilation[0], op, "height");
+  expect_sizes_fit(x.shape(3), pad[2], pad[3], w.shape(3), dilation[1], op, "width");
+  // the kernels address the padded plane: its element count must fit as well
+  expect_countable({x.shape(1), x.shape(2) + pad[0] + pad[1], x.shape(3) + pad[2] + pad[3]}, op,
+                   "padded input (C, H, W)", true);
   return conv2d_shape(x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(0), w.shape(2),
                       w.shape(3), stride[0], stride[1], pad[0], pad[1], pad[2], pad[3],
                       dilation[0], dilation[1], groups);
@@ -228,6 +308,8 @@ Conv2dShape conv1d_checked(const py::array& x, const py::array& w, int64_t strid
   expect_ndim(x, 3, op, "input", "(N, C, L)");
   expect_ndim(w, 3, op, "weight", "(out_channels, in_channels / groups, K)");
   expect_weight_channels(x, w, groups, op);
+  expect_sizes_fit(x.shape(2), pad[0], pad[1], w.shape(2), dilation, op, "length");
+  expect_countable({x.shape(1), x.shape(2) + pad[0] + pad[1]}, op, "padded input (C, L)", true);
   return conv1d_shape(x.shape(0), x.shape(1), x.shape(2), w.shape(0), w.shape(2), stride,
                       pad[0], pad[1], dilation, groups);
 }
@@ -238,8 +320,8 @@ Shape conv_out_shape(const Conv2dShape& s, bool one_d) {
 
 FArray conv_forward(const FArray& x, const FArray& w, py::handle bias, const Conv2dShape& s,
                     bool one_d, const std::string& op, bool ref, py::handle out, py::handle ws) {
-  std::optional<FArray> b = optional_float(bias, op, "bias");
-  if (b) expect_shape(*b, {s.OC}, op, "bias");
+  std::optional<FArray> b;
+  if (!bias.is_none()) b = as_float_shaped(bias, {s.OC}, op, "bias");
   FArray y = output<float>(out, conv_out_shape(s, one_d), op, "out", {&x, &w});
   Workspace& workspace = workspace_of(ws);
   {
@@ -258,8 +340,7 @@ py::tuple conv_backward(py::handle grad_output, const FArray& x, const FArray& w
                         const Conv2dShape& s, bool one_d, bool need_dx, bool need_dw,
                         bool need_db, const std::string& op, bool ref, py::handle out,
                         py::handle ws) {
-  FArray dy = as_float(grad_output, op, "grad_output");
-  expect_shape(dy, conv_out_shape(s, one_d), op, "grad_output");
+  FArray dy = as_float_shaped(grad_output, conv_out_shape(s, one_d), op, "grad_output");
   std::optional<FArray> dx, dw, db;
   if (need_dx)
     dx = output<float>(out_item(out, 0, 3, op), Shape(x.shape(), x.shape() + x.ndim()), op,
@@ -287,9 +368,12 @@ py::tuple conv_backward(py::handle grad_output, const FArray& x, const FArray& w
 // ---------------------------------------------------------------------------------------------
 // pooling
 
-Pool2dShape pool2d_checked(const py::array& x, const std::string& op, I2 kernel, I2 stride,
-                           I4 pad) {
+Pool2dShape pool2d_checked(const py::array& x, const std::string& op, I2 kernel, I2 stride, I4 pad) {
   expect_ndim(x, 4, op, "input", "(N, C, H, W)");
+  expect_sizes_fit(x.shape(2), pad[0], pad[1], kernel[0], 1, op, "height");
+  expect_sizes_fit(x.shape(3), pad[2], pad[3], kernel[1], 1, op, "width");
+  expect_countable({x.shape(2) + pad[0] + pad[1], x.shape(3) + pad[2] + pad[3]}, op,
+                   "padded input (H, W)", true);
   return pool2d_shape(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kernel[0], kernel[1],
                       stride[0], stride[1], pad[0], pad[1], pad[2], pad[3]);
 }
@@ -297,6 +381,7 @@ Pool2dShape pool2d_checked(const py::array& x, const std::string& op, I2 kernel,
 Pool2dShape pool1d_checked(const py::array& x, const std::string& op, int64_t kernel,
                            int64_t stride, I2 pad) {
   expect_ndim(x, 3, op, "input", "(N, C, L)");
+  expect_sizes_fit(x.shape(2), pad[0], pad[1], kernel, 1, op, "length");
   return pool1d_shape(x.shape(0), x.shape(1), x.shape(2), kernel, stride, pad[0], pad[1]);
 }
 
@@ -311,6 +396,7 @@ FArray input_grad(py::handle out, const std::vector<int64_t>& input_shape, size_
   if (input_shape.size() != ndim)
     throw py::value_error(op + ": input_shape must have " + std::to_string(ndim) +
                           " entries, got " + std::to_string(input_shape.size()));
+  expect_countable(input_shape, op, "input_shape");
   return output<float>(out, Shape(input_shape.begin(), input_shape.end()), op, "out", inputs);
 }
 
@@ -319,6 +405,9 @@ Pool2dShape pool_shape_from(const std::vector<int64_t>& in, bool one_d, const st
   if (in.size() != (one_d ? 3u : 4u))
     throw py::value_error(op + ": input_shape must have " + std::to_string(one_d ? 3 : 4) +
                           " entries, got " + std::to_string(in.size()));
+  expect_countable(in, op, "input_shape", true);  // before the shape function multiplies sizes
+  if (!one_d) expect_sizes_fit(in[2], pad[0], pad[1], kernel[0], 1, op, "height");
+  expect_sizes_fit(in.back(), pad[2], pad[3], kernel[1], 1, op, one_d ? "length" : "width");
   return one_d ? pool1d_shape(in[0], in[1], in[2], kernel[1], stride[1], pad[2], pad[3])
                : pool2d_shape(in[0], in[1], in[2], in[3], kernel[0], kernel[1], stride[0],
                               stride[1], pad[0], pad[1], pad[2], pad[3]);
@@ -357,17 +446,15 @@ FArray max_pool_backward(py::handle grad_output, py::handle indices,
                          const std::vector<int64_t>& input_shape, const Pool2dShape& s,
                          bool one_d, const std::string& op, py::handle out, SimdTier tier,
                          py::handle y_obj = py::none()) {
-  FArray dy = as_float(grad_output, op, "grad_output");
-  expect_shape(dy, pool_out_shape(s, one_d), op, "grad_output");
+  FArray dy = as_float_shaped(grad_output, pool_out_shape(s, one_d), op, "grad_output");
   py::array ia = py::array::ensure(indices);
   if (!ia || (ia.dtype().kind() != 'i' && ia.dtype().kind() != 'u'))
     throw py::type_error(op + ": indices must be an integer array from the forward pass");
   expect_shape(ia, pool_out_shape(s, one_d), op, "indices");
-  LArray idx = LArray::ensure(ia);
+  LArray idx = converted<int64_t>(ia);
   std::optional<FArray> y;
   if (!y_obj.is_none()) {
-    y = as_float(y_obj, op, "y");
-    expect_shape(*y, pool_out_shape(s, one_d), op, "y");
+    y = as_float_shaped(y_obj, pool_out_shape(s, one_d), op, "y");
   }
   FArray dx = y ? input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy, &idx, &*y})
                 : input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy, &idx});
@@ -401,8 +488,7 @@ FArray avg_pool_forward(const FArray& x, const Pool2dShape& s, bool one_d,
 FArray avg_pool_backward(py::handle grad_output, const std::vector<int64_t>& input_shape,
                          const Pool2dShape& s, bool one_d, bool count_include_pad,
                          const std::string& op, py::handle out, SimdTier tier) {
-  FArray dy = as_float(grad_output, op, "grad_output");
-  expect_shape(dy, pool_out_shape(s, one_d), op, "grad_output");
+  FArray dy = as_float_shaped(grad_output, pool_out_shape(s, one_d), op, "grad_output");
   FArray dx = input_grad(out, input_shape, one_d ? 3 : 4, op, {&dy});
   {
     py::gil_scoped_release nogil;
@@ -431,9 +517,9 @@ FArray unary(py::handle x_obj, Unary f, const std::string& op, py::handle out) {
 // out may be grad_output or y itself (in place).
 FArray unary_backward(py::handle dy_obj, py::handle y_obj, UnaryBackward f,
                       const std::string& op, py::handle out) {
-  FArray y = as_float(y_obj, op, "output");
-  FArray dy = as_float(dy_obj, op, "grad_output");
-  expect_shape(dy, Shape(y.shape(), y.shape() + y.ndim()), op, "grad_output");
+  py::array ya = real_array(y_obj, op, "output");
+  FArray dy = as_float_shaped(dy_obj, Shape(ya.shape(), ya.shape() + ya.ndim()), op, "grad_output");
+  FArray y = to_float(ya);
   FArray dx = output<float>(out, Shape(y.shape(), y.shape() + y.ndim()), op, "out", {&dy, &y},
                             true);
   {
@@ -561,29 +647,27 @@ bool tensors_fit(py::handle shapes, const std::vector<std::vector<py::array>*>& 
 
 // Predictions and targets of an elementwise loss: any shape, the same for both.
 std::pair<FArray, FArray> loss_inputs(py::handle x_obj, py::handle t_obj, const std::string& op) {
-  FArray x = as_float(x_obj, op, "input");
-  FArray t = as_float(t_obj, op, "target");
-  expect_shape(t, Shape(x.shape(), x.shape() + x.ndim()), op, "target");
-  return {std::move(x), std::move(t)};
+  py::array xa = real_array(x_obj, op, "input");
+  FArray t = as_float_shaped(t_obj, Shape(xa.shape(), xa.shape() + xa.ndim()), op, "target");
+  return {to_float(xa), std::move(t)};
 }
 
 // Logits (N, K) and class-probability targets (N, K) of the soft-label cross-entropy.
 std::pair<FArray, FArray> soft_xent_inputs(py::handle x_obj, py::handle t_obj,
                                            const std::string& op, const char* x_name) {
-  FArray x = as_float(x_obj, op, x_name);
-  expect_ndim(x, 2, op, x_name, "(N, num_classes)");
-  if (x.shape(1) < 1)
-    throw py::value_error(op + ": " + x_name + " of shape " + shape_str(x) + " have no classes");
-  FArray t = as_float(t_obj, op, "target");
-  expect_shape(t, {x.shape(0), x.shape(1)}, op, "target (class probabilities)");
-  return {std::move(x), std::move(t)};
+  py::array xa = real_array(x_obj, op, x_name);
+  expect_ndim(xa, 2, op, x_name, "(N, num_classes)");
+  if (xa.shape(1) < 1)
+    throw py::value_error(op + ": " + x_name + " of shape " + shape_str(xa) + " have no classes");
+  FArray t = as_float_shaped(t_obj, {xa.shape(0), xa.shape(1)}, op, "target (class probabilities)");
+  return {to_float(xa), std::move(t)};
 }
 
 // === batch norm, locally connected, Lp and adaptive pooling, padding =======================
 // (helpers; the bindings are the block of the same name at the end of the module)
 
 // (N, C, values per channel plane) of a batch-norm input of shape (N, C, *).
-std::array<int64_t, 3> batch_norm_dims(const FArray& x, const std::string& op) {
+std::array<int64_t, 3> batch_norm_dims(const py::array& x, const std::string& op) {
   if (x.ndim() < 2)
     throw py::value_error(op + ": expected input with at least 2 dimensions (N, C, ...), got shape " +
                           shape_str(x));
@@ -609,7 +693,7 @@ void expect_finite(double v, const std::string& op, const char* name, bool posit
 // x [N, C, H, W] against a locally connected weight [OH, OW, OC, C, KH, KW] and a bias of
 // (OC,) or, position_bias, (OC, OH, OW); the weight's output positions must be the ones the
 // input, stride and padding give.
-LocallyConnected2dShape lc_checked(const FArray& x, const FArray& w, const std::string& op,
+LocallyConnected2dShape lc_checked(const py::array& x, const py::array& w, const std::string& op,
                                    I2 stride, I4 pad, bool position_bias) {
   expect_ndim(x, 4, op, "input", "(N, C, H, W)");
   expect_ndim(w, 6, op, "weight", "(OH, OW, out_channels, in_channels, KH, KW)");
@@ -617,6 +701,10 @@ LocallyConnected2dShape lc_checked(const FArray& x, const FArray& w, const std::
     throw py::value_error(op + ": input of shape " + shape_str(x) + " has " +
                           std::to_string(x.shape(1)) + " channels but weight of shape " +
                           shape_str(w) + " expects " + std::to_string(w.shape(3)));
+  expect_sizes_fit(x.shape(2), pad[0], pad[1], w.shape(4), 1, op, "height");
+  expect_sizes_fit(x.shape(3), pad[2], pad[3], w.shape(5), 1, op, "width");
+  expect_countable({x.shape(1), x.shape(2) + pad[0] + pad[1], x.shape(3) + pad[2] + pad[3]}, op,
+                   "padded input (C, H, W)", true);
   LocallyConnected2dShape s = locally_connected2d_shape(
       x.shape(0), x.shape(1), x.shape(2), x.shape(3), w.shape(2), w.shape(4), w.shape(5),
       stride[0], stride[1], pad[0], pad[1], pad[2], pad[3], position_bias);
@@ -635,12 +723,25 @@ Shape lc_bias_shape(const LocallyConnected2dShape& s) {
 // Pad2dShape of an input of shape (..., H, W) padded by (top, bottom, left, right).
 Pad2dShape pad_checked(const std::vector<int64_t>& shape, I4 pad, const std::string& op) {
   if (shape.size() < 2)
-    throw py::value_error(op + ": expected input with at least 2 dimensions (..., H, W), got " +
-                          std::to_string(shape.size()));
+    throw py::value_error(op + ": expected input with at least 2 dimensions (..., H, W), got shape " +
+                          shape_str(shape));
+  expect_countable(shape, op, "input shape");
   int64_t planes = 1;
   for (size_t d = 0; d + 2 < shape.size(); ++d) planes *= shape[d];
-  return pad2d_shape(planes, shape[shape.size() - 2], shape.back(), pad[0], pad[1], pad[2],
-                     pad[3]);
+  // the padded sizes and the output's element count must not wrap around int64
+  std::vector<int64_t> padded(shape);
+  int64_t& oh = padded[padded.size() - 2];
+  int64_t& ow = padded.back();
+  if (__builtin_add_overflow(oh, pad[0], &oh) || __builtin_add_overflow(oh, pad[1], &oh) ||
+      __builtin_add_overflow(ow, pad[2], &ow) || __builtin_add_overflow(ow, pad[3], &ow))
+    throw py::value_error(op + ": padding (top, bottom, left, right) = (" +
+                          std::to_string(pad[0]) + ", " + std::to_string(pad[1]) + ", " +
+                          std::to_string(pad[2]) + ", " + std::to_string(pad[3]) +
+                          ") makes the size of input " + shape_str(shape) + " overflow 64 bits");
+  const Pad2dShape s = pad2d_shape(planes, shape[shape.size() - 2], shape.back(), pad[0], pad[1],
+                                   pad[2], pad[3]);
+  expect_countable(padded, op, "padded shape");
+  return s;
 }
 
 // === end of batch norm ... padding (helpers) ===============================================
@@ -673,6 +774,11 @@ PYBIND11_MODULE(_core, m) {
       "conv2d_output_size",
       [](std::array<int64_t, 3> chw, std::array<int64_t, 3> oc_kh_kw, I2 stride, I4 pad,
          I2 dilation, int64_t groups) {
+        expect_countable({chw[0], chw[1], chw[2]}, "conv2d", "input shape", true);
+        expect_sizes_fit(chw[1], pad[0], pad[1], oc_kh_kw[1], dilation[0], "conv2d", "height");
+        expect_sizes_fit(chw[2], pad[2], pad[3], oc_kh_kw[2], dilation[1], "conv2d", "width");
+        expect_countable({chw[0], chw[1] + pad[0] + pad[1], chw[2] + pad[2] + pad[3]}, "conv2d",
+                         "padded input (C, H, W)", true);
         Conv2dShape s = conv2d_shape(1, chw[0], chw[1], chw[2], oc_kh_kw[0], oc_kh_kw[1],
                                      oc_kh_kw[2], stride[0], stride[1], pad[0], pad[1], pad[2],
                                      pad[3], dilation[0], dilation[1], groups);
@@ -683,6 +789,9 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "pool2d_output_size",
       [](std::array<int64_t, 3> chw, I2 kernel, I2 stride, I4 pad) {
+        expect_countable({chw[0], chw[1], chw[2]}, "pool", "input shape", true);
+        expect_sizes_fit(chw[1], pad[0], pad[1], kernel[0], 1, "pool", "height");
+        expect_sizes_fit(chw[2], pad[2], pad[3], kernel[1], 1, "pool", "width");
         Pool2dShape s = pool2d_shape(1, chw[0], chw[1], chw[2], kernel[0], kernel[1], stride[0],
                                      stride[1], pad[0], pad[1], pad[2], pad[3]);
         return py::make_tuple(s.OH, s.OW);
@@ -694,9 +803,9 @@ PYBIND11_MODULE(_core, m) {
       "conv2d_forward",
       [](py::handle x_obj, py::handle w_obj, py::handle bias, I2 stride, I4 pad, I2 dilation,
          bool ref, py::handle out, py::handle ws, int64_t groups) {
-        py::array xr = as_real(x_obj, "conv2d", "input"), wr = as_real(w_obj, "conv2d", "weight");
-        Conv2dShape s = conv2d_checked(xr, wr, "conv2d", stride, pad, dilation, groups);
-        FArray x = FArray::ensure(xr), w = FArray::ensure(wr);
+        py::array xa = real_array(x_obj, "conv2d", "input"), wa = real_array(w_obj, "conv2d", "weight");
+        Conv2dShape s = conv2d_checked(xa, wa, "conv2d", stride, pad, dilation, groups);
+        FArray x = to_float(xa), w = to_float(wa);
         return conv_forward(x, w, bias, s, false, "conv2d", ref, out, ws);
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
@@ -707,10 +816,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle dy, py::handle x_obj, py::handle w_obj, I2 stride, I4 pad, I2 dilation,
          bool need_dx, bool need_dw, bool need_db, bool ref, py::handle out, py::handle ws,
          int64_t groups) {
-        py::array xr = as_real(x_obj, "conv2d_backward", "input");
-        py::array wr = as_real(w_obj, "conv2d_backward", "weight");
-        Conv2dShape s = conv2d_checked(xr, wr, "conv2d_backward", stride, pad, dilation, groups);
-        FArray x = FArray::ensure(xr), w = FArray::ensure(wr);
+        py::array xa = real_array(x_obj, "conv2d_backward", "input");
+        py::array wa = real_array(w_obj, "conv2d_backward", "weight");
+        Conv2dShape s = conv2d_checked(xa, wa, "conv2d_backward", stride, pad, dilation, groups);
+        FArray x = to_float(xa), w = to_float(wa);
         return conv_backward(dy, x, w, s, false, need_dx, need_dw, need_db, "conv2d_backward",
                              ref, out, ws);
       },
@@ -722,9 +831,9 @@ PYBIND11_MODULE(_core, m) {
       "conv1d_forward",
       [](py::handle x_obj, py::handle w_obj, py::handle bias, int64_t stride, I2 pad,
          int64_t dilation, bool ref, py::handle out, py::handle ws, int64_t groups) {
-        py::array xr = as_real(x_obj, "conv1d", "input"), wr = as_real(w_obj, "conv1d", "weight");
-        Conv2dShape s = conv1d_checked(xr, wr, stride, pad, dilation, groups);
-        FArray x = FArray::ensure(xr), w = FArray::ensure(wr);
+        py::array xa = real_array(x_obj, "conv1d", "input"), wa = real_array(w_obj, "conv1d", "weight");
+        Conv2dShape s = conv1d_checked(xa, wa, stride, pad, dilation, groups);
+        FArray x = to_float(xa), w = to_float(wa);
         return conv_forward(x, w, bias, s, true, "conv1d", ref, out, ws);
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
@@ -735,10 +844,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle dy, py::handle x_obj, py::handle w_obj, int64_t stride, I2 pad,
          int64_t dilation, bool need_dx, bool need_dw, bool need_db, bool ref, py::handle out,
          py::handle ws, int64_t groups) {
-        py::array xr = as_real(x_obj, "conv1d_backward", "input");
-        py::array wr = as_real(w_obj, "conv1d_backward", "weight");
-        Conv2dShape s = conv1d_checked(xr, wr, stride, pad, dilation, groups);
-        FArray x = FArray::ensure(xr), w = FArray::ensure(wr);
+        py::array xa = real_array(x_obj, "conv1d_backward", "input");
+        py::array wa = real_array(w_obj, "conv1d_backward", "weight");
+        Conv2dShape s = conv1d_checked(xa, wa, stride, pad, dilation, groups);
+        FArray x = to_float(xa), w = to_float(wa);
         return conv_backward(dy, x, w, s, true, need_dx, need_dw, need_db, "conv1d_backward",
                              ref, out, ws);
       },
@@ -755,10 +864,11 @@ PYBIND11_MODULE(_core, m) {
       "max_pool2d_forward",
       [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool ref, py::handle out, OptTier tier) {
         const std::string op = "max_pool2d";
-        py::array xr = as_real(x_obj, op, "input");
-        const Pool2dShape s = pool2d_checked(xr, op, kernel, stride, pad);
-        FArray x = FArray::ensure(xr);
-        return max_pool_forward(x, s, false, pool_tier(ref, tier, op), out, op);
+        py::array xa = real_array(x_obj, op, "input");
+        const Pool2dShape s = pool2d_checked(xa, op, kernel, stride, pad);
+        FArray x = to_float(xa);
+        return max_pool_forward(x, s, false,
+                                pool_tier(ref, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
       py::arg("ref") = false, py::arg("out") = py::none(), py::arg("tier") = py::none());
@@ -766,10 +876,11 @@ PYBIND11_MODULE(_core, m) {
       "max_pool1d_forward",
       [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, py::handle out, OptTier tier) {
         const std::string op = "max_pool1d";
-        py::array xr = as_real(x_obj, op, "input");
-        const Pool2dShape s = pool1d_checked(xr, op, kernel, stride, pad);
-        FArray x = FArray::ensure(xr);
-        return max_pool_forward(x, s, true, pool_tier(false, tier, op), out, op);
+        py::array xa = real_array(x_obj, op, "input");
+        const Pool2dShape s = pool1d_checked(xa, op, kernel, stride, pad);
+        FArray x = to_float(xa);
+        return max_pool_forward(x, s, true,
+                                pool_tier(false, tier, op), out, op);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
       py::arg("out") = py::none(), py::arg("tier") = py::none());
@@ -792,10 +903,11 @@ PYBIND11_MODULE(_core, m) {
       "max_pool2d_relu_forward",
       [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, py::handle out, OptTier tier) {
         const std::string op = "max_pool2d_relu";
-        py::array xr = as_real(x_obj, op, "input");
-        const Pool2dShape s = pool2d_checked(xr, op, kernel, stride, pad);
-        FArray x = FArray::ensure(xr);
-        return max_pool_forward(x, s, false, pool_tier(false, tier, op), out, op, true);
+        py::array xa = real_array(x_obj, op, "input");
+        const Pool2dShape s = pool2d_checked(xa, op, kernel, stride, pad);
+        FArray x = to_float(xa);
+        return max_pool_forward(x, s, false,
+                                pool_tier(false, tier, op), out, op, true);
       },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
       py::arg("out") = py::none(), py::arg("tier") = py::none());
@@ -827,9 +939,9 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle x_obj, I2 kernel, I2 stride, I4 pad, bool cip, bool ref, py::handle out,
          OptTier tier) {
         const std::string op = "avg_pool2d";
-        py::array xr = as_real(x_obj, op, "input");
-        const Pool2dShape s = pool2d_checked(xr, op, kernel, stride, pad);
-        FArray x = FArray::ensure(xr);
+        py::array xa = real_array(x_obj, op, "input");
+        const Pool2dShape s = pool2d_checked(xa, op, kernel, stride, pad);
+        FArray x = to_float(xa);
         return avg_pool_forward(x, s, false, cip,
                                 pool_tier(ref, tier, op), out, op);
       },
@@ -841,9 +953,9 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle x_obj, int64_t kernel, int64_t stride, I2 pad, bool cip, py::handle out,
          OptTier tier) {
         const std::string op = "avg_pool1d";
-        py::array xr = as_real(x_obj, op, "input");
-        const Pool2dShape s = pool1d_checked(xr, op, kernel, stride, pad);
-        FArray x = FArray::ensure(xr);
+        py::array xa = real_array(x_obj, op, "input");
+        const Pool2dShape s = pool1d_checked(xa, op, kernel, stride, pad);
+        FArray x = to_float(xa);
         return avg_pool_forward(x, s, true, cip,
                                 pool_tier(false, tier, op), out, op);
       },
@@ -875,8 +987,9 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "global_avg_pool2d_forward",
       [](py::handle x_obj, py::handle out) {
-        FArray x = as_float(x_obj, "global_avg_pool2d", "input");
-        expect_ndim(x, 4, "global_avg_pool2d", "input", "(N, C, H, W)");
+        py::array xa = real_array(x_obj, "global_avg_pool2d", "input");
+        expect_ndim(xa, 4, "global_avg_pool2d", "input", "(N, C, H, W)");
+        FArray x = to_float(xa);
         if (x.shape(2) < 1 || x.shape(3) < 1)
           throw py::value_error("global_avg_pool2d: input of shape " + shape_str(x) +
                                 " has an empty plane");
@@ -897,8 +1010,7 @@ PYBIND11_MODULE(_core, m) {
           throw py::value_error(op + ": input_shape must have 4 entries, got " +
                                 std::to_string(in.size()));
         if (in[2] < 1 || in[3] < 1) throw py::value_error(op + ": input_shape has an empty plane");
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_shape(dy, {in[0], in[1]}, op, "grad_output");
+        FArray dy = as_float_shaped(dy_obj, {in[0], in[1]}, op, "grad_output");
         FArray dx = input_grad(out, in, 4, op, {&dy});
         {
           py::gil_scoped_release nogil;
@@ -913,14 +1025,15 @@ PYBIND11_MODULE(_core, m) {
       "linear_forward",
       [](py::handle x_obj, py::handle w_obj, py::handle bias, py::handle out) {
         const std::string op = "linear";
-        FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
-        expect_ndim(w, 2, op, "weight", "(out_features, in_features)");
-        if (x.ndim() < 1 || x.shape(x.ndim() - 1) != w.shape(1))
-          throw py::value_error(op + ": input of shape " + shape_str(x) + " must end in " +
-                                std::to_string(w.shape(1)) + " features to match weight of shape " +
-                                shape_str(w));
-        std::optional<FArray> b = optional_float(bias, op, "bias");
-        if (b) expect_shape(*b, {w.shape(0)}, op, "bias");
+        py::array xa = real_array(x_obj, op, "input"), wa = real_array(w_obj, op, "weight");
+        expect_ndim(wa, 2, op, "weight", "(out_features, in_features)");
+        if (xa.ndim() < 1 || xa.shape(xa.ndim() - 1) != wa.shape(1))
+          throw py::value_error(op + ": input of shape " + shape_str(xa) + " must end in " +
+                                std::to_string(wa.shape(1)) + " features to match weight of shape " +
+                                shape_str(wa));
+        std::optional<FArray> b;
+        if (!bias.is_none()) b = as_float_shaped(bias, {wa.shape(0)}, op, "bias");
+        FArray x = to_float(xa), w = to_float(wa);
         Shape ys(x.shape(), x.shape() + x.ndim());
         ys.back() = w.shape(0);
         FArray y = output<float>(out, ys, op, "out", {&x, &w});
@@ -938,16 +1051,16 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle dy_obj, py::handle x_obj, py::handle w_obj, bool need_dx, bool need_dw,
          bool need_db, py::handle out) {
         const std::string op = "linear_backward";
-        FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
-        expect_ndim(w, 2, op, "weight", "(out_features, in_features)");
-        if (x.ndim() < 1 || x.shape(x.ndim() - 1) != w.shape(1))
-          throw py::value_error(op + ": input of shape " + shape_str(x) + " must end in " +
-                                std::to_string(w.shape(1)) + " features to match weight of shape " +
-                                shape_str(w));
-        Shape ys(x.shape(), x.shape() + x.ndim());
-        ys.back() = w.shape(0);
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_shape(dy, ys, op, "grad_output");
+        py::array xa = real_array(x_obj, op, "input"), wa = real_array(w_obj, op, "weight");
+        expect_ndim(wa, 2, op, "weight", "(out_features, in_features)");
+        if (xa.ndim() < 1 || xa.shape(xa.ndim() - 1) != wa.shape(1))
+          throw py::value_error(op + ": input of shape " + shape_str(xa) + " must end in " +
+                                std::to_string(wa.shape(1)) + " features to match weight of shape " +
+                                shape_str(wa));
+        Shape ys(xa.shape(), xa.shape() + xa.ndim());
+        ys.back() = wa.shape(0);
+        FArray dy = as_float_shaped(dy_obj, ys, op, "grad_output");
+        FArray x = to_float(xa), w = to_float(wa);
         const int64_t IN = w.shape(1), OUT = w.shape(0), N = IN ? x.size() / IN : 0;
         std::optional<FArray> dx, dw, db;
         if (need_dx)
@@ -1009,10 +1122,10 @@ PYBIND11_MODULE(_core, m) {
       "softmax_backward",
       [](py::handle dy_obj, py::handle y_obj, py::handle out) {
         const std::string op = "softmax_backward";
-        FArray y = as_float(y_obj, op, "output");
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        Shape shape(y.shape(), y.shape() + y.ndim());
-        expect_shape(dy, shape, op, "grad_output");
+        py::array ya = real_array(y_obj, op, "output");
+        Shape shape(ya.shape(), ya.shape() + ya.ndim());
+        FArray dy = as_float_shaped(dy_obj, shape, op, "grad_output");
+        FArray y = to_float(ya);
         auto [rows, cols] = rows_cols(y, op, "output");
         FArray dx = output<float>(out, shape, op, "out", {&dy, &y}, true);
         {
@@ -1026,11 +1139,12 @@ PYBIND11_MODULE(_core, m) {
       "softmax_xent_forward",
       [](py::handle logits_obj, py::handle labels_obj, py::handle out) {
         const std::string op = "cross_entropy";
-        FArray x = as_float(logits_obj, op, "logits");
-        expect_ndim(x, 2, op, "logits", "(N, num_classes)");
-        const int64_t N = x.shape(0), K = x.shape(1);
-        if (K < 1) throw py::value_error(op + ": logits of shape " + shape_str(x) + " have no classes");
+        py::array xa = real_array(logits_obj, op, "logits");
+        expect_ndim(xa, 2, op, "logits", "(N, num_classes)");
+        const int64_t N = xa.shape(0), K = xa.shape(1);
+        if (K < 1) throw py::value_error(op + ": logits of shape " + shape_str(xa) + " have no classes");
         LArray labels = as_labels(labels_obj, N, K, op);
+        FArray x = to_float(xa);
         FArray probs = output<float>(out, {N, K}, op, "out (probs)", {&x});
         double loss;
         {
@@ -1044,10 +1158,11 @@ PYBIND11_MODULE(_core, m) {
       "softmax_xent_backward",
       [](py::handle probs_obj, py::handle labels_obj, float dloss, py::handle out) {
         const std::string op = "cross_entropy_backward";
-        FArray p = as_float(probs_obj, op, "probs");
-        expect_ndim(p, 2, op, "probs", "(N, num_classes)");
-        const int64_t N = p.shape(0), K = p.shape(1);
+        py::array pa = real_array(probs_obj, op, "probs");
+        expect_ndim(pa, 2, op, "probs", "(N, num_classes)");
+        const int64_t N = pa.shape(0), K = pa.shape(1);
         LArray labels = as_labels(labels_obj, N, K, op);
+        FArray p = to_float(pa);
         FArray dx = output<float>(out, {N, K}, op, "out", {&p}, true);
         {
           py::gil_scoped_release nogil;
@@ -1080,10 +1195,10 @@ PYBIND11_MODULE(_core, m) {
       "dropout_backward",
       [](py::handle dy_obj, py::handle mask_obj, py::handle out) {
         const std::string op = "dropout_backward";
-        FArray mask = as_float(mask_obj, op, "mask");
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        const Shape shape(mask.shape(), mask.shape() + mask.ndim());
-        expect_shape(dy, shape, op, "grad_output");
+        py::array ma = real_array(mask_obj, op, "mask");
+        const Shape shape(ma.shape(), ma.shape() + ma.ndim());
+        FArray dy = as_float_shaped(dy_obj, shape, op, "grad_output");
+        FArray mask = to_float(ma);
         FArray dx = output<float>(out, shape, op, "out", {&dy, &mask}, true);
         {
           py::gil_scoped_release nogil;
@@ -1098,9 +1213,10 @@ PYBIND11_MODULE(_core, m) {
       "add",
       [](py::handle a_obj, py::handle b_obj, py::handle out) {
         const std::string op = "add";
-        FArray a = as_float(a_obj, op, "a"), b = as_float(b_obj, op, "b");
-        const Shape shape(a.shape(), a.shape() + a.ndim());
-        expect_shape(b, shape, op, "b");
+        py::array aa = real_array(a_obj, op, "a");
+        const Shape shape(aa.shape(), aa.shape() + aa.ndim());
+        FArray b = as_float_shaped(b_obj, shape, op, "b");
+        FArray a = to_float(aa);
         FArray y = output<float>(out, shape, op, "out", {&a, &b}, true);
         {
           py::gil_scoped_release nogil;
@@ -1199,8 +1315,7 @@ PYBIND11_MODULE(_core, m) {
          double momentum, bool nesterov, double weight_decay, bool first, bool ref) {
         const std::string op = "sgd_step";
         const Shape shape = param_shape(param, op);
-        FArray g = as_float(grad, op, "grad");
-        expect_shape(g, shape, op, "grad");
+        FArray g = as_float_shaped(grad, shape, op, "grad");
         InPlace p = in_place(param, shape, op, "param", {&g});
         std::optional<InPlace> buf;
         if (momentum != 0.0)
@@ -1224,8 +1339,7 @@ PYBIND11_MODULE(_core, m) {
         if (step < 1)
           throw py::value_error(op + ": step must be >= 1, got " + std::to_string(step));
         const Shape shape = param_shape(param, op);
-        FArray g = as_float(grad, op, "grad");
-        expect_shape(g, shape, op, "grad");
+        FArray g = as_float_shaped(grad, shape, op, "grad");
         InPlace p = in_place(param, shape, op, "param", {&g});
         InPlace m1 = in_place(exp_avg, shape, op, "exp_avg", {&g, &p});
         InPlace m2 = in_place(exp_avg_sq, shape, op, "exp_avg_sq", {&g, &p, &m1});
@@ -1368,13 +1482,21 @@ PYBIND11_MODULE(_core, m) {
          py::handle running_var, bool training, double momentum, double eps, bool ref,
          py::handle out) {
         const std::string op = "batch_norm";
-        FArray x = as_float(x_obj, op, "input");
-        const auto [N, C, HW] = batch_norm_dims(x, op);
+        py::array xa = real_array(x_obj, op, "input");
+        const auto [N, C, HW] = batch_norm_dims(xa, op);
         expect_finite(eps, op, "eps", false);
         expect_finite(momentum, op, "momentum", false);
         const BatchNormShape s = batch_norm_shape(N, C, HW, training);
         std::optional<FArray> w = channel_vector(weight, C, op, "weight");
         std::optional<FArray> b = channel_vector(bias, C, op, "bias");
+        if (!training && (running_mean.is_none() || running_var.is_none()))
+          throw py::value_error(op + ": running_mean and running_var are required when not "
+                                "training");
+        if (!training) {  // their shapes, before x is converted (in place ones: below)
+          channel_vector(running_mean, C, op, "running_mean");
+          channel_vector(running_var, C, op, "running_var");
+        }
+        FArray x = to_float(xa);
         FArray y = output<float>(out_item(out, 0, 3, op), Shape(x.shape(), x.shape() + x.ndim()),
                                  op, "out[0]", {&x});
         FArray mean = output<float>(out_item(out, 1, 3, op), {C}, op, "out[1] (mean)", {&x, &y});
@@ -1418,12 +1540,12 @@ PYBIND11_MODULE(_core, m) {
          py::handle invstd_obj, bool training, bool need_dx, bool need_dw, bool need_db,
          bool ref, py::handle out) {
         const std::string op = "batch_norm_backward";
-        FArray x = as_float(x_obj, op, "input");
-        const auto [N, C, HW] = batch_norm_dims(x, op);
+        py::array xa = real_array(x_obj, op, "input");
+        const auto [N, C, HW] = batch_norm_dims(xa, op);
         const BatchNormShape s = batch_norm_shape(N, C, HW, training);
-        const Shape xs(x.shape(), x.shape() + x.ndim());
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_shape(dy, xs, op, "grad_output");
+        const Shape xs(xa.shape(), xa.shape() + xa.ndim());
+        FArray dy = as_float_shaped(dy_obj, xs, op, "grad_output");
+        FArray x = to_float(xa);
         std::optional<FArray> w = channel_vector(weight, C, op, "weight");
         FArray mean = as_float(mean_obj, op, "mean");
         expect_shape(mean, {C}, op, "mean");
@@ -1453,6 +1575,9 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "locally_connected2d_output_size",
       [](std::array<int64_t, 3> chw, std::array<int64_t, 3> oc_kh_kw, I2 stride, I4 pad) {
+        expect_countable({chw[0], chw[1], chw[2]}, "locally_connected2d", "input shape", true);
+        expect_sizes_fit(chw[1], pad[0], pad[1], oc_kh_kw[1], 1, "locally_connected2d", "height");
+        expect_sizes_fit(chw[2], pad[2], pad[3], oc_kh_kw[2], 1, "locally_connected2d", "width");
         LocallyConnected2dShape s = locally_connected2d_shape(
             1, chw[0], chw[1], chw[2], oc_kh_kw[0], oc_kh_kw[1], oc_kh_kw[2], stride[0],
             stride[1], pad[0], pad[1], pad[2], pad[3], false);
@@ -1464,10 +1589,14 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle x_obj, py::handle w_obj, py::handle bias, I2 stride, I4 pad, bool ref,
          py::handle out, py::handle ws) {
         const std::string op = "locally_connected2d";
-        FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
-        std::optional<FArray> b = optional_float(bias, op, "bias");
-        const LocallyConnected2dShape s = lc_checked(x, w, op, stride, pad, b && b->ndim() == 3);
-        if (b) expect_shape(*b, lc_bias_shape(s), op, "bias");
+        py::array xa = real_array(x_obj, op, "input"), wa = real_array(w_obj, op, "weight");
+        std::optional<py::array> ba;
+        if (!bias.is_none()) ba = real_array(bias, op, "bias");
+        const LocallyConnected2dShape s = lc_checked(xa, wa, op, stride, pad, ba && ba->ndim() == 3);
+        if (ba) expect_shape(*ba, lc_bias_shape(s), op, "bias");
+        FArray x = to_float(xa), w = to_float(wa);
+        std::optional<FArray> b;
+        if (ba) b = to_float(*ba);
         FArray y = output<float>(out, {s.N, s.OC, s.OH, s.OW}, op, "out", {&x, &w});
         Workspace& workspace = workspace_of(ws);
         {
@@ -1488,10 +1617,10 @@ PYBIND11_MODULE(_core, m) {
          bool need_dw, bool need_db, bool position_bias, bool ref, py::handle out,
          py::handle ws) {
         const std::string op = "locally_connected2d_backward";
-        FArray x = as_float(x_obj, op, "input"), w = as_float(w_obj, op, "weight");
-        const LocallyConnected2dShape s = lc_checked(x, w, op, stride, pad, position_bias);
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_shape(dy, {s.N, s.OC, s.OH, s.OW}, op, "grad_output");
+        py::array xa = real_array(x_obj, op, "input"), wa = real_array(w_obj, op, "weight");
+        const LocallyConnected2dShape s = lc_checked(xa, wa, op, stride, pad, position_bias);
+        FArray dy = as_float_shaped(dy_obj, {s.N, s.OC, s.OH, s.OW}, op, "grad_output");
+        FArray x = to_float(xa), w = to_float(wa);
         std::optional<FArray> dx, dw, db;
         if (need_dx)
           dx = output<float>(out_item(out, 0, 3, op), Shape(x.shape(), x.shape() + x.ndim()), op,
@@ -1527,9 +1656,9 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle x_obj, double p, I2 kernel, I2 stride, py::handle out) {
         const std::string op = "lp_pool2d";
         expect_finite(p, op, "norm_type", true);
-        py::array xr = as_real(x_obj, op, "input");
-        Pool2dShape s = pool2d_checked(xr, op, kernel, stride, {0, 0, 0, 0});
-        FArray x = FArray::ensure(xr);
+        py::array xa = real_array(x_obj, op, "input");
+        Pool2dShape s = pool2d_checked(xa, op, kernel, stride, {0, 0, 0, 0});
+        FArray x = to_float(xa);
         FArray y = output<float>(out, pool_out_shape(s, false), op, "out", {&x});
         {
           py::gil_scoped_release nogil;
@@ -1544,11 +1673,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle dy_obj, py::handle x_obj, double p, I2 kernel, I2 stride, py::handle out) {
         const std::string op = "lp_pool2d_backward";
         expect_finite(p, op, "norm_type", true);
-        py::array xr = as_real(x_obj, op, "input");
-        Pool2dShape s = pool2d_checked(xr, op, kernel, stride, {0, 0, 0, 0});
-        FArray x = FArray::ensure(xr);
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_shape(dy, pool_out_shape(s, false), op, "grad_output");
+        py::array xa = real_array(x_obj, op, "input");
+        Pool2dShape s = pool2d_checked(xa, op, kernel, stride, {0, 0, 0, 0});
+        FArray dy = as_float_shaped(dy_obj, pool_out_shape(s, false), op, "grad_output");
+        FArray x = to_float(xa);
         FArray dx = output<float>(out, Shape(x.shape(), x.shape() + x.ndim()), op, "out", {&x, &dy});
         {
           py::gil_scoped_release nogil;
@@ -1565,10 +1693,11 @@ PYBIND11_MODULE(_core, m) {
       "adaptive_avg_pool2d_forward",
       [](py::handle x_obj, I2 output_size, py::handle out) {
         const std::string op = "adaptive_avg_pool2d";
-        FArray x = as_float(x_obj, op, "input");
-        expect_ndim(x, 4, op, "input", "(N, C, H, W)");
+        py::array xa = real_array(x_obj, op, "input");
+        expect_ndim(xa, 4, op, "input", "(N, C, H, W)");
         const AdaptivePool2dShape s = adaptive_pool2d_shape(
-            x.shape(0), x.shape(1), x.shape(2), x.shape(3), output_size[0], output_size[1]);
+            xa.shape(0), xa.shape(1), xa.shape(2), xa.shape(3), output_size[0], output_size[1]);
+        FArray x = to_float(xa);
         FArray y = output<float>(out, {s.N, s.C, s.OH, s.OW}, op, "out", {&x});
         {
           py::gil_scoped_release nogil;
@@ -1581,14 +1710,15 @@ PYBIND11_MODULE(_core, m) {
       "adaptive_avg_pool2d_backward",
       [](py::handle dy_obj, std::vector<int64_t> in, py::handle out) {
         const std::string op = "adaptive_avg_pool2d_backward";
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_ndim(dy, 4, op, "grad_output", "(N, C, OH, OW)");
+        py::array dya = real_array(dy_obj, op, "grad_output");
+        expect_ndim(dya, 4, op, "grad_output", "(N, C, OH, OW)");
         if (in.size() != 4)
           throw py::value_error(op + ": input_shape must have 4 entries, got " +
                                 std::to_string(in.size()));
         const AdaptivePool2dShape s =
-            adaptive_pool2d_shape(in[0], in[1], in[2], in[3], dy.shape(2), dy.shape(3));
-        expect_shape(dy, {s.N, s.C, s.OH, s.OW}, op, "grad_output");
+            adaptive_pool2d_shape(in[0], in[1], in[2], in[3], dya.shape(2), dya.shape(3));
+        expect_shape(dya, {s.N, s.C, s.OH, s.OW}, op, "grad_output");
+        FArray dy = to_float(dya);
         FArray dx = input_grad(out, in, 4, op, {&dy});
         {
           py::gil_scoped_release nogil;
@@ -1604,8 +1734,9 @@ PYBIND11_MODULE(_core, m) {
       "pad2d_forward",
       [](py::handle x_obj, I4 pad, float value, py::handle out) {
         const std::string op = "pad";
-        FArray x = as_float(x_obj, op, "input");
-        const Pad2dShape s = pad_checked(Shape(x.shape(), x.shape() + x.ndim()), pad, op);
+        py::array xa = real_array(x_obj, op, "input");
+        const Pad2dShape s = pad_checked(Shape(xa.shape(), xa.shape() + xa.ndim()), pad, op);
+        FArray x = to_float(xa);
         Shape ys(x.shape(), x.shape() + x.ndim());
         ys[ys.size() - 2] = s.OH;
         ys.back() = s.OW;
@@ -1625,8 +1756,7 @@ PYBIND11_MODULE(_core, m) {
         Shape ys(in.begin(), in.end());
         ys[ys.size() - 2] = s.OH;
         ys.back() = s.OW;
-        FArray dy = as_float(dy_obj, op, "grad_output");
-        expect_shape(dy, ys, op, "grad_output");
+        FArray dy = as_float_shaped(dy_obj, ys, op, "grad_output");
         FArray dx = input_grad(out, in, in.size(), op, {&dy});
         {
           py::gil_scoped_release nogil;

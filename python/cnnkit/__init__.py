@@ -23,6 +23,8 @@ def set_num_threads(n):
     """Set how many threads cnnkit's parallel regions use (n >= 1); applies to later calls."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    if n >= 2**31:  # the core takes a C int (and reports n < 1 itself)
+        raise ValueError(f"set_num_threads: n must be < 2**31, got {n}")
     _core.set_num_threads(n)
 
 

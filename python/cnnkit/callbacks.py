@@ -295,6 +295,10 @@ class EarlyStopping(Callback):
         super().__init__()
         self.monitor = monitor
         self.min_delta = abs(min_delta)
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
+            raise TypeError(f"EarlyStopping: patience must be an int, got {type(patience).__name__}")
+        if patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
         self.patience = patience
         self.mode = _resolve_mode(monitor, mode)
         self.baseline = baseline
@@ -417,6 +421,9 @@ class LearningRateScheduler(Callback):
 
     def __init__(self, schedule, verbose=0):
         super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler: schedule must be a function of the epoch, got "
+                            f"{type(schedule).__name__}")
         self.schedule = schedule
         self.verbose = verbose
         self._takes_lr = _accepts_two_args(schedule)

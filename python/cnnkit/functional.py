@@ -77,9 +77,12 @@ def _int(value, op, name):
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{op}: {name} must be an int, got bool")
     try:
-        return operator.index(value)
+        v = operator.index(value)
     except TypeError:
         raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}") from None
+    if not -2**63 <= v < 2**63:  # the core takes int64
+        raise ValueError(f"{op}: {name} must fit in 64 bits, got {v}")
+    return v
 
 
 def _ints(value, n, op, name):

@@ -39,6 +39,12 @@ __all__ = [
 LAYER_TYPES = {}  # class name -> class, for rebuilding saved models (no pickle, no code)
 
 
+class _BackwardBeforeForward(RuntimeError, AttributeError):
+    """backward (or anything reading what forward keeps) called before any forward. A
+    RuntimeError to callers; an AttributeError too, so getattr(layer, name, default) and
+    hasattr still work as before."""
+
+
 class Layer:
     """Base class. Subclasses set ``params``/``grads`` in ``__init__`` and implement
     ``forward``, ``backward``, ``output_shape`` and ``get_config``."""
@@ -81,6 +87,16 @@ class Layer:
 
     def backward(self, grad_output):
         raise NotImplementedError
+
+    # What forward keeps for backward; reached through __getattr__ only while never set.
+    _FORWARD_STATE = frozenset({"_x", "_shape", "_plan", "_indices", "_y", "_mask", "_mean", "_invstd",
+                                "_batch_stats"})
+
+    def __getattr__(self, name):  # only called when the normal lookup fails: no cost otherwise
+        if name in Layer._FORWARD_STATE:
+            raise _BackwardBeforeForward(f"{type(self).__name__}: backward needs what forward keeps; call forward "
+                                         f"first (backward uses the last forward's input)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def output_shape(self, input_shape):
         """Output shape (without batch) for an input of input_shape (without batch)."""
@@ -205,7 +221,11 @@ class Layer:
 
 def _shape_of(x):
     """np.shape(x), read straight off an ndarray (the common case, and many times cheaper)."""
-    return x.shape if type(x) is np.ndarray else np.shape(x)
+    if type(x) is np.ndarray:
+        return x.shape
+    if x is None:  # np.shape(None) is (): the rank message would hide the real mistake
+        raise TypeError("expected an input array, got None")
+    return np.shape(x)
 
 
 def _positive(value, n, name, op):
@@ -600,9 +620,8 @@ class Softmax(Layer):
         self.axis = _int(axis, "Softmax", "axis")
 
     def forward(self, x):
-        # the last axis, named as -1 or ndim - 1 (an out-of-range axis goes to softmax, which
-        # rejects it: axis % ndim let Softmax(axis=1) normalise a 1-D input along axis 0)
-        if np.ndim(x) >= 1 and self.axis in (-1, np.ndim(x) - 1):
+        nd = np.ndim(x)  # an axis out of range goes to functional.softmax, which reports it
+        if nd >= 1 and -nd <= self.axis < nd and self.axis % nd == nd - 1:
             out = self._out("y", np.shape(x)) if self.reuse_buffers else None
             self._y = _core.softmax_forward(x, out=out)
         else:
@@ -630,12 +649,9 @@ class Flatten(Layer):
 
     def _flat_shape(self, shape):
         nd = len(shape)
-        # dims out of range are errors (PyTorch's too), not wrapped: Flatten(2) on (N, F) gave (N * F,)
-        if not (-nd <= self.start_dim < nd and -nd <= self.end_dim < nd):
-            raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit shape {shape}: "
-                             f"dims must be in [{-nd}, {nd - 1}]")
-        s, e = self.start_dim % nd, self.end_dim % nd
-        if s > e:
+        s, e = self.start_dim % nd if nd else 0, self.end_dim % nd if nd else 0
+        in_range = -nd <= self.start_dim < nd and -nd <= self.end_dim < nd  # else % would wrap silently
+        if nd == 0 or not in_range or s > e:
             raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit shape {shape}")
         return tuple(shape[:s]) + (int(np.prod(shape[s:e + 1], dtype=np.int64)),) + tuple(shape[e + 1:])
 
@@ -668,7 +684,9 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        if isinstance(p, bool) or not isinstance(p, (int, float)):
+            raise TypeError(f"Dropout: p must be a number in [0, 1), got {type(p).__name__}")
+        if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be a number in [0, 1), got {p!r}")
         self.p = float(p)
 

@@ -16,7 +16,9 @@ different models run concurrently. Each call already uses every core (OpenMP).
 """
 import functools
 import math
+import operator
 import threading
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -88,8 +90,8 @@ class Sequential(Container):
 
     @staticmethod
     def _shape_arg(shape):
-        try:
-            shape = tuple(int(d) for d in shape)
+        try:  # operator.index: 2.0 or "28" is a mistake, not a size
+            shape = tuple(operator.index(d) for d in shape)
         except TypeError:
             raise TypeError(f"input_shape must be a tuple of ints (without the batch), got {shape!r}") from None
         if not shape or any(d < 1 for d in shape):
@@ -296,7 +298,11 @@ class Sequential(Container):
     # --- forward and backward -------------------------------------------------------------------
 
     def _check_input(self, x):
+        if x is None:
+            raise TypeError("expected a batch of inputs (an array), got None")
         x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"expected a batch of real numbers, got dtype {x.dtype}")
         if x.ndim < 1:
             raise ValueError("expected a batch of inputs, got a scalar")
         if self.input_shape is None:
@@ -378,6 +384,8 @@ class Sequential(Container):
         self.optimizer = optim.get(optimizer)
         self._param_key = None
         self.loss = losses.get(loss)
+        if metrics is not None and not isinstance(metrics, (str, list, tuple)):
+            raise TypeError(f"compile: metrics must be a list of names or callables, got {type(metrics).__name__}")
         names = [] if metrics is None else ([metrics] if isinstance(metrics, str) else list(metrics))
         self.metrics = [(name if isinstance(name, str) else getattr(name, "__name__", "metric"),
                          metrics_module.get(name, self.loss)) for name in names]
@@ -445,6 +453,10 @@ class Sequential(Container):
         batch_size = self._positive_int(batch_size, "batch_size")
         epochs = self._positive_int(epochs, "epochs", minimum=0)
         x, y = self._prepare(x, y, "fit")
+        if len(x) == 0:  # no step would run: a History of nothing hides the mistake
+            raise ValueError(f"fit: no training samples (x has shape {x.shape})")
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float, np.integer, np.floating)):
+            raise TypeError(f"fit: validation_split must be a number, got {type(validation_split).__name__}")
         if not 0.0 <= float(validation_split) < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
         if validation_data is not None:
@@ -575,7 +587,9 @@ class Sequential(Container):
         match exactly. Shapes must always match. Nothing is changed when a check fails."""
         live = self._state_arrays()
         given = {}
-        for k, v in dict(state_dict).items():
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"load_state_dict: expected a dict of arrays, got {type(state_dict).__name__}")
+        for k, v in state_dict.items():
             if hasattr(v, "detach"):  # a torch tensor, without importing torch
                 v = v.detach().cpu().numpy()
             given[str(k)] = np.asarray(v)
@@ -584,10 +598,10 @@ class Sequential(Container):
         if strict and (missing or unexpected):
             raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
         for k, v in given.items():
+            if k in live and v.dtype.kind not in "fiub":  # a foreign value: its type, not its shape
+                raise TypeError(f"load_state_dict: {k} has dtype {v.dtype}, expected numbers")
             if k in live and v.shape != live[k].shape:
                 raise ValueError(f"load_state_dict: {k} has shape {v.shape}, the model expects {live[k].shape}")
-            if k in live and v.dtype.kind not in "fiub":
-                raise TypeError(f"load_state_dict: {k} has dtype {v.dtype}, expected numbers")
         for k, v in given.items():
             if k in live:
                 np.copyto(live[k], v, casting="unsafe")

@@ -20,9 +20,22 @@ __all__ = ["lenet5", "alexnet", "vgg16", "resnet18", "resnet34", "resnet50", "re
 IMAGENET_SHAPE = (3, 224, 224)
 
 
+def _check_args(name, num_classes, input_shape):
+    """num_classes and input_shape checked before any weight is drawn (VGG-16 draws 138M)."""
+    L._positive(num_classes, 1, "num_classes", name)
+    if input_shape is not None:
+        try:
+            shape = Sequential._shape_arg(input_shape)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{name}: {e}") from None
+        if len(shape) != 3:
+            raise ValueError(f"{name}: input_shape must be (C, H, W), got {shape}")
+
+
 def lenet5(num_classes=10, input_shape=(1, 28, 28)):
     """LeNet-5 as in DESIGN.md (ReLU and max pooling, 'same'-padded first conv for 28x28 MNIST):
     61,706 parameters at 10 classes."""
+    _check_args("lenet5", num_classes, input_shape)
     return Sequential([
         L.Conv2d(input_shape[0], 6, 5, padding=2), L.ReLU(), L.MaxPool2d(2),
         L.Conv2d(6, 16, 5), L.ReLU(), L.MaxPool2d(2), L.Flatten(),
@@ -36,6 +49,7 @@ def alexnet(num_classes=1000, input_shape=IMAGENET_SHAPE, dropout=0.5):
     """AlexNet as torchvision builds it (one tower, Krizhevsky's 'one weird trick' widths
     64-192-384-256-256): 61,100,840 parameters at 1000 classes. Children: features (0),
     AdaptiveAvgPool2d(6) (1), flatten (2), classifier (3). Smallest input: 63x63."""
+    _check_args("alexnet", num_classes, input_shape)
     features = Sequential([
         L.Conv2d(3, 64, 11, stride=4, padding=2), L.ReLU(), L.MaxPool2d(3, 2),
         L.Conv2d(64, 192, 5, padding=2), L.ReLU(), L.MaxPool2d(3, 2),
@@ -60,6 +74,7 @@ def vgg16(num_classes=1000, input_shape=IMAGENET_SHAPE, dropout=0.5):
     five stages, each closed by a 2x2 max pool, AdaptiveAvgPool2d(7), three dense layers:
     138,357,544 parameters at 1000 classes. Children: features (0), avgpool (1), flatten (2),
     classifier (3). Smallest input: 32x32."""
+    _check_args("vgg16", num_classes, input_shape)
     layers, c_in = [], input_shape[0] if input_shape else 3
     for v in VGG16_CONFIG:
         if v == "M":
@@ -113,6 +128,7 @@ def _resnet(name, block, blocks_per_stage, num_classes, input_shape, expansion):
     """The ImageNet ResNet: stem (7x7/2 conv, BN, ReLU, 3x3/2 max pool), four stages of blocks at
     widths 64-128-256-512 (stride 2 at the first block of stages 2-4), global average pool,
     linear. Stages are named layer1..layer4 as torchvision's."""
+    _check_args(name, num_classes, input_shape)
     c_in = input_shape[0] if input_shape else 3
     layers = _conv_bn(c_in, 64, 7, 2, 3) + [L.ReLU(), L.MaxPool2d(3, 2, 1)]
     c_in = 64
@@ -156,6 +172,7 @@ def resnet_small(num_classes=10, in_channels=1, widths=(16, 32, 64), blocks_per_
     first block of every stage after the first, 1x1 projection shortcuts where the shape
     changes), global average pool, linear. blocks_per_stage=(3, 3, 3) is ResNet-20. input_shape
     defaults to (in_channels, 28, 28)."""
+    _check_args("resnet_small", num_classes, input_shape)
     if len(widths) != len(blocks_per_stage):
         raise ValueError(f"resnet_small: widths {tuple(widths)} and blocks_per_stage {tuple(blocks_per_stage)} "
                          "must have one entry per stage")
@@ -208,6 +225,7 @@ def googlenet(num_classes=1000, input_shape=IMAGENET_SHAPE, dropout=0.2):
     inception modules, global average pool, dropout, linear: 6,624,904 parameters at 1000
     classes. The downsampling max pools match torchvision's ceil_mode for inputs divisible by
     16 (see _ceil_max_pool). Any input of at least 1x1 runs; 224x224 gives 7x7 before the pool."""
+    _check_args("googlenet", num_classes, input_shape)
     c_in = input_shape[0] if input_shape else 3
     return Sequential([
         _named(basic_conv2d(c_in, 64, 7, stride=2, padding=3), "conv1"),

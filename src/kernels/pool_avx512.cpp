@@ -57,7 +57,10 @@ constexpr int64_t kPrefetchBytes = 4096;
 
 CNNKIT_INLINE void prefetch__avx512(const void* from, int64_t bytes) {
   const char* p = static_cast<const char*>(from) + kPrefetchBytes;
-  for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+  // at most 64 KiB: a caller's row stride times the row can be any size (a 2**40 pooling
+  // stride asked for 2**44 bytes, a loop that never ended)
+  const int64_t n = bytes < (int64_t{1} << 16) ? bytes : (int64_t{1} << 16);
+  for (int64_t b = 0; b < n; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
 }
 
 // 16 int32 lanes stored as int64 into dst[0, n).

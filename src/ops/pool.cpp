@@ -122,9 +122,14 @@ void max_forward_planes(float* y, int64_t* argmax, const float* x, const Pool2dS
       // data-dependent branch per tap (random data mispredicts half of those). Each output
       // still sees its taps in (h, w) order, so the first maximum wins and a NaN wins
       // (PyTorch's rule); `|`, not `||`, keeps the condition branch-free.
+      // Only the taps some output reads inside the row: column ow * SW + kw - PL in [0, W)
+      // for an ow in [0, OW). The others read padding for every output; looping over them
+      // would cost KW per row (a 2**40 kernel never finishes).
+      const int64_t kw0 = std::max<int64_t>(0, PL - (OW - 1) * SW);
+      const int64_t kw1 = std::min<int64_t>(KW, W + PL);
       for (int64_t h = wh.lo; h < wh.hi; ++h) {
-        for (int64_t kw = 0; kw < KW; ++kw) {
-          const int64_t off = kw - PL;  // output ow reads input column ow * SW + off
+        for (int64_t kw = kw0; kw < kw1; ++kw) {
+          const int64_t off = kw - PL;  // output ow reads input column ow * SW + off, off < W
           const int64_t lo = off >= 0 ? 0 : (-off + SW - 1) / SW;
           // no output reads this tap when it lies right of the row (off > W - 1): C++'s
           // division truncates a negative (W - 1 - off) / SW to 0, which would give hi = 1
