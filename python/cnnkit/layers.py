@@ -652,7 +652,8 @@ class Flatten(Layer):
         s, e = self.start_dim % nd if nd else 0, self.end_dim % nd if nd else 0
         in_range = -nd <= self.start_dim < nd and -nd <= self.end_dim < nd  # else % would wrap silently
         if nd == 0 or not in_range or s > e:
-            raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit shape {shape}")
+            why = f": dims must be in [{-nd}, {nd - 1}]" if nd and not in_range else ""
+            raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}) does not fit shape {shape}{why}")
         return tuple(shape[:s]) + (int(np.prod(shape[s:e + 1], dtype=np.int64)),) + tuple(shape[e + 1:])
 
     def output_shape(self, input_shape):
