@@ -69,6 +69,9 @@ void gemm_range(const GemmKernel& kr, int64_t m0, int64_t m1, int64_t n0, int64_
       const bool first = pc == 0, last = pc + kc == K;
       // The tiles of C rows [ic, ic + mc) x columns [j0, j1) of this KC slice, the packed
       // panels of those columns starting at b.
+      // A's panels of the current row block: a (panel p at a + p * astride).
+      const float* a = ap;
+      int64_t astride = 0;
       auto tiles = [&](int64_t ic, int64_t mc, int64_t j0, int64_t j1, const float* b) {
         for (int64_t jr = j0; jr < j1; jr += NR) {
           const int n = static_cast<int>(std::min<int64_t>(NR, nc - jr));
@@ -82,14 +85,20 @@ void gemm_range(const GemmKernel& kr, int64_t m0, int64_t m1, int64_t n0, int64_
               args.col_bias = ep.col_bias ? ep.col_bias + jc + jr : nullptr;
               args.relu = ep.relu;
             }
-            kr.micro(kc, ap + ir * kc, b + (jr - j0) * kc, C + (ic + ir) * ldc + jc + jr, ldc,
-                     m, n, args);
+            kr.micro(kc, a + ir / MR * astride, b + (jr - j0) * kc,
+                     C + (ic + ir) * ldc + jc + jr, ldc, m, n, args);
           }
         }
       };
       for (int64_t ic = m0; ic < m1; ic += mcb) {
         const int64_t mc = std::min(mcb, m1 - ic);
-        A.pack(ic, mc, pc, kc, MR, ap);
+        // An operand that holds its panels already (PrepackedOperand) is read in place.
+        a = A.panels(ic, mc, pc, kc, MR, &astride);
+        if (!a) {
+          A.pack(ic, mc, pc, kc, MR, ap);
+          a = ap;
+          astride = kc * MR;
+        }
         if (ic != m0) {
           tiles(ic, mc, 0, nc, bp);
           continue;
