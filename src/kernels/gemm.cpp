@@ -180,6 +180,14 @@ void gemm_blocked(const GemmKernel& kr, int64_t M, int64_t N, int64_t K, float a
   });
 }
 
+void gemm_prepack(const GemmOperand& src, int64_t no, int64_t K, int width, float* packed) {
+  const int64_t panels = ceil_div(no, width);
+  parallel_for(panels, no * K, [&](int64_t p0, int64_t p1, int) {
+    const int64_t o0 = p0 * width;
+    src.pack(o0, std::min(no, p1 * width) - o0, 0, K, width, packed + o0 * K);
+  });
+}
+
 void gemm(SimdTier tier, int64_t M, int64_t N, int64_t K, float alpha, const GemmOperand& A,
           const GemmOperand& B, float beta, float* C, int64_t ldc, const GemmEpilogue& ep) {
   if (const GemmKernel* kr = gemm_kernel(tier))

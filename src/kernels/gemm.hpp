@@ -75,6 +75,11 @@ class PrepackedOperand final : public GemmOperand {
   const GemmOperand& src_;
 };
 
+// packed [PrepackedOperand::floats(no, K, width)] = src.pack(0, no, 0, K, width, packed),
+// its panels split over the threads (each writes its own panels: the same floats for any
+// thread count).
+void gemm_prepack(const GemmOperand& src, int64_t no, int64_t K, int width, float* packed);
+
 // Row-major A (M x K, or K x M stored when trans) and B (K x N, or N x K stored when trans),
 // with their leading dimensions, as operands.
 inline DenseOperand gemm_a(const float* a, int64_t lda, bool trans) {

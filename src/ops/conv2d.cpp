@@ -567,7 +567,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b,
   if (kr && s.N > 1) {
     wp = ws.buffer(kSlotPackedWeights, s.G * wpg);
     for (int64_t g = 0; g < s.G; ++g)
-      gemm_a(w + g * wg, K, false).pack(0, sg.OC, 0, K, kr->MR, wp + g * wpg);
+      gemm_prepack(gemm_a(w + g * wg, K, false), sg.OC, K, kr->MR, wp + g * wpg);
   }
   parallel_chunks(s.N * s.G, nt, [&](int64_t u0, int64_t u1, int) {
     for (int64_t u = u0; u < u1; ++u) {
@@ -625,7 +625,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
       bw.wrpg = PrepackedOperand::floats(bw.sr.OC, Kr, kr->MR);
       float* wrp = ws.buffer(kSlotPackedWeights, s.G * bw.wrpg);
       for (int64_t g = 0; g < s.G; ++g)
-        gemm_a(wr + g * wg, Kr, false).pack(0, bw.sr.OC, 0, Kr, kr->MR, wrp + g * bw.wrpg);
+        gemm_prepack(gemm_a(wr + g * wg, Kr, false), bw.sr.OC, Kr, kr->MR, wrp + g * bw.wrpg);
       bw.wrp = wrp;
     }
   }
