@@ -156,6 +156,8 @@ CASES = {
     # per image with N > 1: the GEMM reads the prepacked weights in place (panels()), here
     # over 2 row blocks (OC 152 > MC 144 at avx512) and 2 K slices; dx likewise (rotated).
     "prepacked_row_blocks_k_slices": Conv((2, 72, 8, 8), 152, (3, 3), 1, 1),
+    # per image, grouped: each group's rotated kernel packed from its slice of w
+    "prepacked_rotated_groups2": Conv((2, 144, 8, 8), 18, (3, 3), 1, 1, 1, 2),
 }
 
 

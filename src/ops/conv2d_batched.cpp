@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "kernels/gemm.hpp"
+#include "ops/conv2d_rotated.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -300,18 +301,40 @@ bool conv2d_batched_rotated_pays(const Conv2dShape& s) {
   return std::min(chunk_images(s), std::max<int64_t>(s.N, 1)) * s.H * s.W >= kRotatedMinColumns;
 }
 
+// Floats of one group's rotated kernel in the GEMM's A panels (0 without a blocked kernel).
+int64_t packed_rotated_floats(const Conv2dShape& sr) {
+  const GemmKernel* kr = gemm_kernel(active_simd_tier());
+  return kr ? PrepackedOperand::floats(sr.OC, sr.C * sr.KH * sr.KW, kr->MR) : 0;
+}
+
 std::size_t conv2d_batched_rotated_scratch(const Conv2dShape& s, const Conv2dShape& sr) {
   const int64_t nb = chunk_images(s);
-  return static_cast<std::size_t>(implicit_floats(sr, nb) + sr.OC * nb * sr.OH * sr.OW);
+  return static_cast<std::size_t>(implicit_floats(sr, nb) + sr.OC * nb * sr.OH * sr.OW +
+                                  s.G * packed_rotated_floats(sr));
 }
 
 void conv2d_backward_batched(float* dx, float* dw, const float* dy, const float* x,
                              const float* w, const Conv2dShape& s, float* scratch,
-                             const float* wr, const Conv2dShape* sr, float* rscratch) {
+                             const Conv2dShape* sr, float* rscratch) {
   const int64_t K = col_rows(s), OCg = s.OC / s.G, Cg = s.C / s.G, P = s.OH * s.OW;
   const int64_t xs = s.C * s.H * s.W, ys = s.OC * P, nbmax = chunk_images(s);
   float* col = scratch;  // xpad and the offset table for dw, then col for dx
   float* dyt = scratch + std::max(K * nbmax * P, implicit_floats(s, nbmax));
+  // The rotated input gradient: rscratch holds dy's xpad and offsets, dxt, then the rotated
+  // kernels in A panels (packed once per call from w).
+  const GemmKernel* kr = gemm_kernel(active_simd_tier());
+  const int64_t Kr = OCg * s.KH * s.KW;
+  float* dxt = nullptr;
+  float* wrp = nullptr;
+  int64_t wrpg = 0;
+  if (dx && sr) {
+    dxt = rscratch + implicit_floats(*sr, nbmax);
+    wrp = dxt + Cg * nbmax * s.H * s.W;
+    wrpg = packed_rotated_floats(*sr);
+    if (kr)
+      for (int64_t g = 0; g < s.G; ++g)
+        RotatedKernelOperand(w + g * OCg * K, Cg, OCg, s.KH, s.KW).prepack(kr->MR, wrp + g * wrpg);
+  }
   for (int64_t n0 = 0; n0 < s.N; n0 += nbmax) {
     const int64_t nb = std::min(nbmax, s.N - n0), ld = nb * P;
     for (int64_t g = 0; g < s.G; ++g) {
@@ -320,11 +343,12 @@ void conv2d_backward_batched(float* dx, float* dw, const float* dy, const float*
         gemm(OCg, K, ld, 1.0f, gemm_a(dyt, ld, false),
              PaddedIm2colOperand(x + n0 * xs + g * Cg * s.H * s.W, xs, nb, s, col, true),
              n0 == 0 ? 0.0f : 1.0f, dw + g * OCg * K, K);
-      if (dx && wr) {
+      if (dx && sr) {
         // dxt [Cg, nb*H*W] = wr_g · col(dy), then unfolded into dx.
-        const int64_t Kr = OCg * s.KH * s.KW, ldr = nb * s.H * s.W;
-        float* dxt = rscratch + implicit_floats(*sr, nbmax);
-        gemm(Cg, ldr, Kr, 1.0f, gemm_a(wr + g * Cg * Kr, Kr, false),
+        const int64_t ldr = nb * s.H * s.W;
+        const RotatedKernelOperand wro(w + g * OCg * K, Cg, OCg, s.KH, s.KW);
+        const PrepackedOperand wrpo(wrp + g * wrpg, Cg, Kr, kr ? kr->MR : 0, wro);
+        gemm(Cg, ldr, Kr, 1.0f, kr ? static_cast<const GemmOperand&>(wrpo) : wro,
              PaddedIm2colOperand(dy + n0 * ys + g * OCg * P, ys, nb, *sr, rscratch), 0.0f, dxt,
              ldr);
         unfold(dx + n0 * xs + g * Cg * s.H * s.W, xs, dxt, ldr, Cg, nb, s.H * s.W);
