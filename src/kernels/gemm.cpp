@@ -140,14 +140,7 @@ const GemmKernel* gemm_kernel(SimdTier tier) {
   return nullptr;
 }
 
-void gemm_blocked(const GemmKernel& kr, int64_t M, int64_t N, int64_t K, float alpha,
-                  const GemmOperand& A, const GemmOperand& B, float beta, float* C,
-                  int64_t ldc, const GemmEpilogue& ep) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    gemm_no_k(M, N, alpha, beta, C, ldc, ep);
-    return;
-  }
+GemmSplit gemm_split(const GemmKernel& kr, int64_t M, int64_t N, int64_t K) {
   // Threads own disjoint ranges of C, cut at tile boundaries along whichever dimension has
   // more tiles (the better balance; the other operand, the one every thread packs whole, is
   // then the smaller). Every element is computed by one thread with the same K slices and
@@ -169,7 +162,21 @@ void gemm_blocked(const GemmKernel& kr, int64_t M, int64_t N, int64_t K, float a
   };
   const bool split_n = nmax <= 1 ? ntiles >= mtiles
                                  : cost(ntiles, kr.NR, M) <= cost(mtiles, kr.MR, N);
-  const int nt = std::min<int64_t>(nmax, split_n ? ntiles : mtiles);
+  return {static_cast<int>(std::min<int64_t>(nmax, split_n ? ntiles : mtiles)), split_n};
+}
+
+void gemm_blocked(const GemmKernel& kr, int64_t M, int64_t N, int64_t K, float alpha,
+                  const GemmOperand& A, const GemmOperand& B, float beta, float* C,
+                  int64_t ldc, const GemmEpilogue& ep) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    gemm_no_k(M, N, alpha, beta, C, ldc, ep);
+    return;
+  }
+  const GemmSplit split = gemm_split(kr, M, N, K);
+  const bool split_n = split.columns;
+  const int nt = split.threads;
+  const int64_t mtiles = ceil_div(M, kr.MR), ntiles = ceil_div(N, kr.NR);
   parallel_chunks(split_n ? ntiles : mtiles, nt, [&](int64_t t0, int64_t t1, int) {
     if (split_n)
       gemm_range(kr, 0, M, t0 * kr.NR, std::min(N, t1 * kr.NR), K, alpha, A, B, beta, C, ldc,

@@ -164,6 +164,14 @@ struct GemmKernel {
 // and for a tier this build or CPU cannot run.
 const GemmKernel* gemm_kernel(SimdTier tier);
 
+// How gemm_blocked splits C [M, N] over the threads (when called outside a parallel region):
+// `threads` ranges of columns (each thread then packs all of A) or of rows (all of B).
+struct GemmSplit {
+  int threads;
+  bool columns;
+};
+GemmSplit gemm_split(const GemmKernel& kernel, int64_t M, int64_t N, int64_t K);
+
 // The blocked driver on an explicit kernel (benchmarks tune block sizes through it); gemm()
 // is this with gemm_kernel(tier).
 void gemm_blocked(const GemmKernel& kernel, int64_t M, int64_t N, int64_t K, float alpha,
