@@ -153,6 +153,11 @@ CASES = {
     "c72_pad_beyond_kernel": Conv((1, 72, 5, 5), 4, (3, 3), 1, 3),
     "channels_last_c24_stride2_dilated": Conv((2, 24, 11, 10), 6, (3, 3), 2, 1, (2, 1)),
     "channels_last_c8_wide": Conv((2, 8, 4, 37), 5, (3, 5), 1, (1, 2)),
+    # per image with N > 1: the GEMM reads the prepacked weights in place (panels()), here
+    # over 2 row blocks (OC 152 > MC 144 at avx512) and 2 K slices; dx likewise (rotated).
+    "prepacked_row_blocks_k_slices": Conv((2, 72, 8, 8), 152, (3, 3), 1, 1),
+    # per image, grouped: each group's rotated kernel packed from its slice of w
+    "prepacked_rotated_groups2": Conv((2, 144, 8, 8), 18, (3, 3), 1, 1, 1, 2),
 }
 
 

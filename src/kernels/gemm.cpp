@@ -69,6 +69,9 @@ void gemm_range(const GemmKernel& kr, int64_t m0, int64_t m1, int64_t n0, int64_
       const bool first = pc == 0, last = pc + kc == K;
       // The tiles of C rows [ic, ic + mc) x columns [j0, j1) of this KC slice, the packed
       // panels of those columns starting at b.
+      // A's panels of the current row block: a (panel p at a + p * astride).
+      const float* a = ap;
+      int64_t astride = 0;
       auto tiles = [&](int64_t ic, int64_t mc, int64_t j0, int64_t j1, const float* b) {
         for (int64_t jr = j0; jr < j1; jr += NR) {
           const int n = static_cast<int>(std::min<int64_t>(NR, nc - jr));
@@ -82,14 +85,20 @@ void gemm_range(const GemmKernel& kr, int64_t m0, int64_t m1, int64_t n0, int64_
               args.col_bias = ep.col_bias ? ep.col_bias + jc + jr : nullptr;
               args.relu = ep.relu;
             }
-            kr.micro(kc, ap + ir * kc, b + (jr - j0) * kc, C + (ic + ir) * ldc + jc + jr, ldc,
-                     m, n, args);
+            kr.micro(kc, a + ir / MR * astride, b + (jr - j0) * kc,
+                     C + (ic + ir) * ldc + jc + jr, ldc, m, n, args);
           }
         }
       };
       for (int64_t ic = m0; ic < m1; ic += mcb) {
         const int64_t mc = std::min(mcb, m1 - ic);
-        A.pack(ic, mc, pc, kc, MR, ap);
+        // An operand that holds its panels already (PrepackedOperand) is read in place.
+        a = A.panels(ic, mc, pc, kc, MR, &astride);
+        if (!a) {
+          A.pack(ic, mc, pc, kc, MR, ap);
+          a = ap;
+          astride = kc * MR;
+        }
         if (ic != m0) {
           tiles(ic, mc, 0, nc, bp);
           continue;
@@ -131,14 +140,7 @@ const GemmKernel* gemm_kernel(SimdTier tier) {
   return nullptr;
 }
 
-void gemm_blocked(const GemmKernel& kr, int64_t M, int64_t N, int64_t K, float alpha,
-                  const GemmOperand& A, const GemmOperand& B, float beta, float* C,
-                  int64_t ldc, const GemmEpilogue& ep) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    gemm_no_k(M, N, alpha, beta, C, ldc, ep);
-    return;
-  }
+GemmSplit gemm_split(const GemmKernel& kr, int64_t M, int64_t N, int64_t K) {
   // Threads own disjoint ranges of C, cut at tile boundaries along whichever dimension has
   // more tiles (the better balance; the other operand, the one every thread packs whole, is
   // then the smaller). Every element is computed by one thread with the same K slices and
@@ -160,7 +162,21 @@ void gemm_blocked(const GemmKernel& kr, int64_t M, int64_t N, int64_t K, float a
   };
   const bool split_n = nmax <= 1 ? ntiles >= mtiles
                                  : cost(ntiles, kr.NR, M) <= cost(mtiles, kr.MR, N);
-  const int nt = std::min<int64_t>(nmax, split_n ? ntiles : mtiles);
+  return {static_cast<int>(std::min<int64_t>(nmax, split_n ? ntiles : mtiles)), split_n};
+}
+
+void gemm_blocked(const GemmKernel& kr, int64_t M, int64_t N, int64_t K, float alpha,
+                  const GemmOperand& A, const GemmOperand& B, float beta, float* C,
+                  int64_t ldc, const GemmEpilogue& ep) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    gemm_no_k(M, N, alpha, beta, C, ldc, ep);
+    return;
+  }
+  const GemmSplit split = gemm_split(kr, M, N, K);
+  const bool split_n = split.columns;
+  const int nt = split.threads;
+  const int64_t mtiles = ceil_div(M, kr.MR), ntiles = ceil_div(N, kr.NR);
   parallel_chunks(split_n ? ntiles : mtiles, nt, [&](int64_t t0, int64_t t1, int) {
     if (split_n)
       gemm_range(kr, 0, M, t0 * kr.NR, std::min(N, t1 * kr.NR), K, alpha, A, B, beta, C, ldc,
@@ -168,6 +184,14 @@ void gemm_blocked(const GemmKernel& kr, int64_t M, int64_t N, int64_t K, float a
     else
       gemm_range(kr, t0 * kr.MR, std::min(M, t1 * kr.MR), 0, N, K, alpha, A, B, beta, C, ldc,
                  ep);
+  });
+}
+
+void gemm_prepack(const GemmOperand& src, int64_t no, int64_t K, int width, float* packed) {
+  const int64_t panels = ceil_div(no, width);
+  parallel_for(panels, no * K, [&](int64_t p0, int64_t p1, int) {
+    const int64_t o0 = p0 * width;
+    src.pack(o0, std::min(no, p1 * width) - o0, 0, K, width, packed + o0 * K);
   });
 }
 

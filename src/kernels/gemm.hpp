@@ -26,6 +26,14 @@ class GemmOperand {
   // May be called concurrently from several threads on disjoint dst.
   virtual void pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
                     float* dst) const = 0;
+  // The packed panels of pack(o0, no, k0, nk, width, ...) already in memory, if the operand
+  // holds them: panel p (its nk groups of `width` floats, zero padding included) starts at
+  // the result + p * *panel_stride. Null (the default) when the driver must call pack().
+  virtual const float* panels(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
+                              int64_t* panel_stride) const {
+    (void)o0, (void)no, (void)k0, (void)nk, (void)width, (void)panel_stride;
+    return nullptr;
+  }
 };
 
 // A dense strided matrix: X(o, k) = data[o * outer_stride + k * k_stride].
@@ -43,8 +51,9 @@ class DenseOperand final : public GemmOperand {
 
 // An operand packed once whole, for one re-used by many GEMMs (a convolution's weights across
 // its images): `packed` holds src.pack(0, no, 0, K, width, packed), panels over all of K.
-// pack() copies runs of those panels for requests at that width that start on a panel and end
-// on one or at no (what the driver asks of A), and passes any other request to src.
+// For requests at that width that start on a panel and end on one or at no (what the driver
+// asks of A), panels() points the driver into `packed` (panel stride K * width: no copy) and
+// pack() copies those panels; any other request goes to src.
 class PrepackedOperand final : public GemmOperand {
  public:
   PrepackedOperand(const float* packed, int64_t no, int64_t K, int width,
@@ -55,13 +64,21 @@ class PrepackedOperand final : public GemmOperand {
   }
   void pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
             float* dst) const override;
+  const float* panels(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
+                      int64_t* panel_stride) const override;
 
  private:
+  bool holds(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width) const;
   const float* packed_;
   int64_t no_, K_;
   int width_;
   const GemmOperand& src_;
 };
+
+// packed [PrepackedOperand::floats(no, K, width)] = src.pack(0, no, 0, K, width, packed),
+// its panels split over the threads (each writes its own panels: the same floats for any
+// thread count).
+void gemm_prepack(const GemmOperand& src, int64_t no, int64_t K, int width, float* packed);
 
 // Row-major A (M x K, or K x M stored when trans) and B (K x N, or N x K stored when trans),
 // with their leading dimensions, as operands.
@@ -105,7 +122,8 @@ inline void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
 //
 // The driver (gemm.cpp) calls the operands' pack() once per block, never per element:
 //   A.pack(i0, mc, p0, kc, MR, buf)  mc <= MC, kc <= KC: an MC x KC block of A, once per
-//                                    (NC panel, KC slice, MC block);
+//                                    (NC panel, KC slice, MC block), unless A.panels() gives
+//                                    that block's panels in place;
 //   B.pack(j0, nc, p0, kc, NR, buf)  nc <= 4 * NR, kc <= KC: 4 micro-panels of B at a time,
 //                                    each packed once per (NC panel, KC slice), just before
 //                                    the first MC block's tiles use them;
@@ -145,6 +163,14 @@ struct GemmKernel {
 // The blocked kernel of a tier (portable; avx2, avx512 when built and supported); null for ref
 // and for a tier this build or CPU cannot run.
 const GemmKernel* gemm_kernel(SimdTier tier);
+
+// How gemm_blocked splits C [M, N] over the threads (when called outside a parallel region):
+// `threads` ranges of columns (each thread then packs all of A) or of rows (all of B).
+struct GemmSplit {
+  int threads;
+  bool columns;
+};
+GemmSplit gemm_split(const GemmKernel& kernel, int64_t M, int64_t N, int64_t K);
 
 // The blocked driver on an explicit kernel (benchmarks tune block sizes through it); gemm()
 // is this with gemm_kernel(tier).

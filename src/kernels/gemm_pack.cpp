@@ -109,12 +109,22 @@ void DenseOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int widt
   }
 }
 
+bool PrepackedOperand::holds(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width) const {
+  const int64_t o1 = o0 + no;
+  return width == width_ && o0 % width == 0 && (o1 % width == 0 || o1 == no_) && o1 <= no_ &&
+         k0 + nk <= K_;
+}
+
+const float* PrepackedOperand::panels(int64_t o0, int64_t no, int64_t k0, int64_t nk,
+                                      int width, int64_t* panel_stride) const {
+  if (!holds(o0, no, k0, nk, width)) return nullptr;
+  *panel_stride = K_ * width;
+  return packed_ + (o0 / width * K_ + k0) * width;
+}
+
 void PrepackedOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
                             float* dst) const {
-  const int64_t o1 = o0 + no;
-  if (width != width_ || o0 % width != 0 || (o1 % width != 0 && o1 != no_) || o1 > no_ ||
-      k0 + nk > K_)
-    return src_.pack(o0, no, k0, nk, width, dst);
+  if (!holds(o0, no, k0, nk, width)) return src_.pack(o0, no, k0, nk, width, dst);
   const int64_t panels = (no + width - 1) / width;
   for (int64_t p = 0; p < panels; ++p)
     std::memcpy(dst + p * nk * width, packed_ + ((o0 / width + p) * K_ + k0) * width,

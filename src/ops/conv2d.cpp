@@ -34,6 +34,7 @@
 #include "kernels/im2col.hpp"
 #include "ops/conv2d_batched.hpp"
 #include "ops/conv2d_phase.hpp"
+#include "ops/conv2d_rotated.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -198,13 +199,16 @@ int unit_threads(int64_t items, int64_t flops) {
 
 // y [OC, OH, OW] = w [OC, C*KH*KW] · col(x [C, H, W]) + b, for one image.
 // wp: w prepacked in the GEMM's A panels (MR wide, PrepackedOperand), or null.
+// wsrc: the operand wp was packed from, when w is null (the rotated kernel, packed from the
+// forward's weights).
 void forward_image(float* y, const float* x, const float* w, const float* b,
-                   const Conv2dShape& s, const float* wp = nullptr, int mr = 0) {
+                   const Conv2dShape& s, const float* wp = nullptr, int mr = 0,
+                   const GemmOperand* wsrc = nullptr) {
   const int64_t P = s.OH * s.OW, K = s.C * s.KH * s.KW;
   GemmEpilogue ep;
   ep.row_bias = b;
   const DenseOperand wd = gemm_a(w, K, false);
-  const PrepackedOperand wpo(wp, s.OC, K, mr, wd);
+  const PrepackedOperand wpo(wp, s.OC, K, mr, wsrc ? *wsrc : wd);
   const GemmOperand& A = wp ? static_cast<const GemmOperand&>(wpo) : wd;
   if (is_pointwise(s))
     gemm(s.OC, P, K, 1.0f, A, gemm_b(x, P, false), 0.0f, y, P, ep);
@@ -364,9 +368,11 @@ struct Backward {
       case InputGradPath::pointwise:
         gemm(s.C, P, s.OC, 1.0f, gemm_a(w, K, true), gemm_b(dyn, P, false), 0.0f, dxn, P);
         return;
-      case InputGradPath::rotated:
-        forward_image(dxn, dyn, wr, nullptr, sr, wrp ? wrp + group * wrpg : nullptr, mr);
+      case InputGradPath::rotated: {
+        const RotatedKernelOperand wro(w, s.C, s.OC, s.KH, s.KW);
+        forward_image(dxn, dyn, wr, nullptr, sr, wrp ? wrp + group * wrpg : nullptr, mr, &wro);
         return;
+      }
       case InputGradPath::col2im:
         break;
     }
@@ -569,7 +575,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b,
   if (kr && s.N > 1) {
     wp = ws.buffer(kSlotPackedWeights, s.G * wpg);
     for (int64_t g = 0; g < s.G; ++g)
-      gemm_a(w + g * wg, K, false).pack(0, sg.OC, 0, K, kr->MR, wp + g * wpg);
+      gemm_prepack(gemm_a(w + g * wg, K, false), sg.OC, K, kr->MR, wp + g * wpg);
   }
   parallel_chunks(s.N * s.G, nt, [&](int64_t u0, int64_t u1, int) {
     for (int64_t u = u0; u < u1; ++u) {
@@ -600,12 +606,9 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     float* scratch = ws.buffer(kSlotCol, conv2d_batched_scratch(s));
     if (dx && input_grad_path(sg) == InputGradPath::rotated &&
         conv2d_batched_rotated_pays(sg)) {
-      const int64_t wg = s.OC / s.G * sg.C * s.KH * s.KW;
-      float* wr = ws.buffer(kSlotRotated, s.G * wg);
-      for (int64_t g = 0; g < s.G; ++g) rotate_kernel(wr + g * wg, w + g * wg, sg);
       const Conv2dShape sr = rotated_shape(sg);
-      return conv2d_backward_batched(dx, dw, dy, x, w, s, scratch, wr, &sr,
-                                     ws.buffer(kSlotImage, conv2d_batched_rotated_scratch(sg, sr)));
+      return conv2d_backward_batched(dx, dw, dy, x, w, s, scratch, &sr,
+                                     ws.buffer(kSlotImage, conv2d_batched_rotated_scratch(s, sr)));
     }
     return conv2d_backward_batched(dx, dw, dy, x, w, s, scratch);
   }
@@ -618,17 +621,20 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
   float* wr = nullptr;  // per group: the rotated kernel
   if (dx && !xdirect && bw.path == InputGradPath::rotated) {
     bw.sr = rotated_shape(sg);
-    wr = ws.buffer(kSlotRotated, wsize);
-    for (int64_t g = 0; g < s.G; ++g) rotate_kernel(wr + g * wg, w + g * wg, sg);
-    // With several images, the rotated kernels are packed into the GEMM's A panels once.
     if (const GemmKernel* kr = gemm_kernel(active_simd_tier()); kr && s.N > 1) {
+      // With several images, the rotated kernels are packed into the GEMM's A panels once,
+      // straight from w (conv2d_rotated.hpp; wr is never formed).
       const int64_t Kr = bw.sr.C * s.KH * s.KW;
       bw.mr = kr->MR;
       bw.wrpg = PrepackedOperand::floats(bw.sr.OC, Kr, kr->MR);
       float* wrp = ws.buffer(kSlotPackedWeights, s.G * bw.wrpg);
       for (int64_t g = 0; g < s.G; ++g)
-        gemm_a(wr + g * wg, Kr, false).pack(0, bw.sr.OC, 0, Kr, kr->MR, wrp + g * bw.wrpg);
+        RotatedKernelOperand(w + g * wg, sg.C, sg.OC, s.KH, s.KW)
+            .prepack(kr->MR, wrp + g * bw.wrpg);
       bw.wrp = wrp;
+    } else {
+      wr = ws.buffer(kSlotRotated, wsize);
+      for (int64_t g = 0; g < s.G; ++g) rotate_kernel(wr + g * wg, w + g * wg, sg);
     }
   }
   bw.col_block = std::min(P, std::max(kColBlockAlign,

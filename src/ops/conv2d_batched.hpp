@@ -35,13 +35,13 @@ bool conv2d_batched_rotated_pays(const Conv2dShape& s);
 std::size_t conv2d_batched_rotated_scratch(const Conv2dShape& s, const Conv2dShape& sr);
 
 // As conv2d_backward for dx and dw (each overwritten, or null when not needed); db is left to
-// the caller. With wr (per group: the rotated, transposed kernel [C/G, OC/G, KH, KW]), dx is
-// the batched forward convolution of dy with wr in the shape sr (one group's, G == 1: stride
-// 1, OC/G -> C/G channels, OH x OW -> H x W), packed straight from dy, in rscratch
-// (conv2d_batched_rotated_scratch floats), instead of col2im of wᵀ · dy.
+// the caller. With sr, dx is the batched forward convolution of dy with the rotated,
+// transposed kernel (per group [C/G, OC/G, KH, KW], packed from w: conv2d_rotated.hpp) in the
+// shape sr (one group's, G == 1: stride 1, OC/G -> C/G channels, OH x OW -> H x W), packed
+// straight from dy, in rscratch (conv2d_batched_rotated_scratch(s, sr) floats, s the whole
+// convolution's shape), instead of col2im of wᵀ · dy.
 void conv2d_backward_batched(float* dx, float* dw, const float* dy, const float* x,
                              const float* w, const Conv2dShape& s, float* scratch,
-                             const float* wr = nullptr, const Conv2dShape* sr = nullptr,
-                             float* rscratch = nullptr);
+                             const Conv2dShape* sr = nullptr, float* rscratch = nullptr);
 
 }  // namespace cnnkit
