@@ -37,7 +37,7 @@ san_env() {
   export PYTHONMALLOC=malloc  # every Python allocation through ASan's malloc
   export ASAN_OPTIONS=detect_leaks=1:log_exe_name=1:log_path=$reports/asan${CNNKIT_SAN_ASAN_OPTIONS:+:$CNNKIT_SAN_ASAN_OPTIONS}
   export LSAN_OPTIONS=suppressions=$root/tests/lsan.supp:print_suppressions=0
-  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1  # reports on stderr, see below
 }
 
 # Prints every report file and returns 1 if there is any.
@@ -57,9 +57,26 @@ fresh_reports() {
   mkdir -p "$reports"
 }
 
+# Runs a command with its stdout and stderr shown and kept in $build/run.log; returns its exit
+# status. GCC's libubsan, loaded beside a preloaded libasan, ignores log_path (its call to set
+# the report path binds to libasan's copy) and writes to stderr, so any UBSan line in the log
+# becomes the report file ubsan.stderr.
+run_logged() {
+  local log=$build/run.log rc=0
+  "$@" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+  if grep -qE "runtime error:|UndefinedBehaviorSanitizer" "$log"; then
+    cp "$log" "$reports/ubsan.stderr"
+  fi
+  return "$rc"
+}
+
 if [ "${1:-}" = "--self-test" ]; then
-  # An out-of-bounds write and a leak made through ctypes in a preloaded Python must each leave
-  # a report where check_reports looks; a clean snippet must leave none.
+  # An out-of-bounds write and a leak made through ctypes in a preloaded Python, and a signed
+  # overflow in a sanitized library it loads, must each leave a report where check_reports
+  # looks; a clean snippet must leave none.
+  printf '#include <limits.h>\nint add_max(int a) { return a + INT_MAX; }\n' >"$build/ub.c"
+  gcc -shared -fPIC -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+      "$build/ub.c" -o "$build/ub.so"
   san_env
   fresh_reports
   "$python" -c 'import ctypes, numpy; numpy.ones(10).sum()'
@@ -87,9 +104,16 @@ libc.malloc(1000)  # the pointer is dropped: a definite leak
 ' && { echo "self-test FAILED: the leak did not fail the exit status" >&2; exit 1; }
   grep -qs "detected memory leaks" "$reports"/asan.* ||
     { echo "self-test FAILED: no leak report" >&2; exit 1; }
+  # A signed overflow in a sanitized shared library loaded by ctypes, as _core is.
+  fresh_reports
+  run_logged "$python" -c "import ctypes; ctypes.CDLL('$build/ub.so').add_max(1)" >/dev/null &&
+    { echo "self-test FAILED: the signed overflow did not stop Python" >&2; exit 1; }
+  grep -qs "signed integer overflow" "$reports/ubsan.stderr" ||
+    { echo "self-test FAILED: no UBSan report" >&2; exit 1; }
   check_reports >/dev/null 2>&1 && exit 1
   rm -rf "$reports"
-  echo "self-test ok: ASan caught the overflow, LSan the leak, and check_reports saw both"
+  echo "self-test ok: ASan caught the overflow, LSan the leak, UBSan the signed overflow," \
+       "and check_reports saw each"
   exit 0
 fi
 
@@ -114,16 +138,20 @@ assert os.path.dirname(c.__file__) == want, f"imported {c.__file__}, expected th
 assert "libasan" in open("/proc/self/maps").read()
 print(f"sanitized cnnkit {cnnkit.__version__} from {c.__file__}")
 EOF
+# pytest captures only sys.stdout/stderr (--capture=sys) so that a UBSan report written to
+# fd 2 reaches run_logged even when halt_on_error kills pytest mid-test. A test's child process
+# that hits UBSan exits non-zero, which fails that test.
 status=0
 if [ "${1:-}" = "--train" ]; then
-  "$python" tests/train_smoke.py || status=$?
+  run_logged "$python" tests/train_smoke.py || status=$?
 else
   # tests/test_isa_portability.py checks the release build's machine code and runs the package
   # under qemu as a CPU without AVX2: ASan's 20 TB shadow mapping gets qemu killed, and neither
   # test is about memory. pytest-benchmark (if installed) would run git, an uninstrumented
   # program whose own leaks LSan would report.
   [ "$#" -gt 0 ] || set -- -q tests --ignore=tests/test_isa_portability.py
-  "$python" -m pytest -p no:cacheprovider -p no:benchmark "$@" || status=$?
+  run_logged "$python" -m pytest -p no:cacheprovider -p no:benchmark --capture=sys "$@" ||
+    status=$?
 fi
 check_reports || status=1
 [ "$status" = 0 ] && echo "sanitize.sh: passed, 0 sanitizer reports"
