@@ -3,16 +3,23 @@
 # with LeakSanitizer on at every Python exit; fails if pytest fails or any sanitizer wrote a
 # report, and prints the reports.
 #
-#   tests/sanitize.sh [pytest args]   build, then run pytest (default: -q tests)
+#   tests/sanitize.sh [pytest args]   build, then run pytest (default: -q tests, less
+#                                     tests/test_isa_portability.py: see below)
 #   tests/sanitize.sh --train         build, then run tests/train_smoke.py (a short LeNet fit)
-#   tests/sanitize.sh --self-test     check that this set-up does catch an overflow and a leak
+#   tests/sanitize.sh --self-test     check that this set-up does catch an overflow, a leak, UB
 #
 # The sanitized module is built in its own directory (default build-sanitize/, or
 # $CNNKIT_SAN_BUILD) next to a copy of python/cnnkit, so the developer's normal module in
 # python/cnnkit/ is never replaced. The traps of ../shared/TESTING.md are handled here:
-# libstdc++ is preloaded with libasan (else the first C++ exception aborts), reports go to
-# files (pytest swallows a child's stderr), and tests/lsan.supp names only CPython objects
-# alive at exit, never a library.
+# libstdc++ is preloaded with libasan (else the first C++ exception aborts), ASan and LSan
+# reports go to files and UBSan's to a scanned log (pytest swallows stderr), and
+# tests/lsan.supp names only CPython's allocators of objects alive at exit, never a library.
+#
+# valgrind (not in CI: ~9x slower than plain) on the same training run, with a normal build
+# (PYTHONPATH=python after the usual cmake build, or an installed cnnkit):
+#   PYTHONMALLOC=malloc valgrind --suppressions=tests/python311.supp --error-exitcode=99 \
+#     --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+#     python tests/train_smoke.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
