@@ -16,10 +16,11 @@
 # tests/lsan.supp names only CPython's allocators of objects alive at exit, never a library.
 #
 # valgrind (not in CI: ~9x slower than plain) on the same training run, with a normal build
-# (PYTHONPATH=python after the usual cmake build, or an installed cnnkit):
-#   PYTHONMALLOC=malloc valgrind --suppressions=tests/python311.supp --error-exitcode=99 \
-#     --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
-#     python tests/train_smoke.py
+# (PYTHONPATH=python after the usual cmake build, or an installed cnnkit); --keep-debuginfo
+# keeps libgomp named at exit so its initializer's one-off allocation matches the suppression:
+#   PYTHONMALLOC=malloc valgrind --keep-debuginfo=yes --suppressions=tests/python311.supp \
+#     --error-exitcode=99 --leak-check=full --show-leak-kinds=definite \
+#     --errors-for-leak-kinds=definite python tests/train_smoke.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
