@@ -47,6 +47,10 @@ int check_packs() {
       // stride 2 and 4 with OW >= 16: AVX-512 blocks across two rows, clipped at both edges
       {2, 20, 80, 11, 11, 4, 4, 2, 2, 2, 2, 1, 1}, {3, 8, 41, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
       {2, 6, 70, 3, 5, 2, 4, 1, 0, 3, 2, 1, 1},
+      // "same" rows at stride 1 narrower than 16 (AVX-512 blocks across rows, one masked load):
+      // 8x8 3x3 pad 1, dilated, an even kernel padded on one side, a single row
+      {4, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 7, 7, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},
+      {3, 5, 6, 2, 4, 1, 1, 0, 1, 2, 1, 1, 1}, {2, 1, 9, 1, 3, 1, 1, 0, 0, 1, 1, 1, 1},
   };
   int failures = 0;
   for (const G& q : geoms) {
