@@ -93,4 +93,13 @@ void chw_to_hwc__avx2(float* xt, const float* x, int64_t C, int64_t HW);
 bool im2col_pack__avx512(const float* x, const Im2colShape& g, int64_t o0, int64_t no,
                          int64_t k0, int64_t nk, int width, float* dst);
 
+// The batched path's transposed operand (ops/conv2d_batched.cpp, PaddedIm2colOperand): panel
+// lane rr, row k = xpad[(r / taps)*HWp + ofs[(r % taps)*ld] + ofs[k0 + k]] for r = o0 + p*width
+// + rr < o0 + no, else 0 (ofs: the offset table, tap 0's row first, ofs[0] == 0). Returns
+// false, writing nothing, when width is not 16, 32, 48 or 64 or xpad has 2^31 floats or more.
+bool padded_im2col_transposed_pack__avx512(const float* xpad, int64_t xpad_floats,
+                                           const int64_t* ofs, int64_t ld, int64_t HWp,
+                                           int64_t taps, int64_t o0, int64_t no, int64_t k0,
+                                           int64_t nk, int width, float* dst);
+
 }  // namespace cnnkit

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "kernels/gemm.hpp"
+#include "kernels/im2col.hpp"
 #include "ops/conv2d_rotated.hpp"
 #include "parallel.hpp"
 
@@ -121,7 +122,8 @@ class PaddedIm2colOperand final : public GemmOperand {
   // transposed: colᵀ instead, X(o = row r, k = column n*P + j), the weight gradient's B.
   PaddedIm2colOperand(const float* x, int64_t xs, int64_t nb, const Conv2dShape& s,
                       float* buf, bool transposed = false)
-      : s_(s), pg_(pad_geom(s)), ld_(nb * s.OH * s.OW), transposed_(transposed) {
+      : s_(s), pg_(pad_geom(s)), ld_(nb * s.OH * s.OW), transposed_(transposed),
+        xpad_n_(nb * (s.C / s.G) * pg_.Hp * pg_.Wp), tier_(active_simd_tier()) {
     const int64_t C = s.C / s.G, HWp = pg_.Hp * pg_.Wp;
     xpad_ = buf;
     ofs_ = reinterpret_cast<int64_t*>(buf + xpad_floats(s, nb));
@@ -162,6 +164,12 @@ class PaddedIm2colOperand final : public GemmOperand {
     const int64_t panels = (no + width - 1) / width, taps = s_.KH * s_.KW;
     const int64_t HWp = pg_.Hp * pg_.Wp;
     if (transposed_) {
+#ifdef CNNKIT_HAVE_AVX512
+      if (tier_ == SimdTier::avx512 &&
+          padded_im2col_transposed_pack__avx512(xpad_, xpad_n_, ofs_, ld_, HWp, taps, o0, no, k0,
+                                                nk, width, dst))
+        return;
+#endif
       // Panel p, lane rr: row o0 + p*width + rr of col along columns k0 .. k0+nk-1.
       for (int64_t p = 0; p < panels; ++p) {
         float* d = dst + p * nk * width;
@@ -219,6 +227,8 @@ class PaddedIm2colOperand final : public GemmOperand {
   PadGeom pg_;
   int64_t ld_;
   bool transposed_;
+  int64_t xpad_n_;  // floats of xpad
+  SimdTier tier_;
   float* xpad_;
   int64_t* ofs_;
 };
