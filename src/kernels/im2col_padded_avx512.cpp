@@ -51,3 +51,56 @@ bool padded_im2col_transposed_pack__avx512(const float* xpad, int64_t xpad_float
 }
 
 }  // namespace cnnkit
+
+namespace cnnkit {
+
+bool batched_im2col_pack__avx512(const float* x, int64_t xs, const Im2colShape& g,
+                                 int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
+                                 float* dst) {
+  const int64_t P = g.OH * g.OW;
+  if (!batched_same_rows(g) || width % 16 != 0 || o0 % 16 != 0 ||
+      g.H * g.W >= (int64_t{1} << 29))
+    return false;
+  const int64_t panels = (no + width - 1) / width, taps = g.KH * g.KW, HW = g.H * g.W;
+  const __m512i H = _mm512_set1_epi32(static_cast<int32_t>(g.H));
+  const __m512i W = _mm512_set1_epi32(static_cast<int32_t>(g.W));
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t q = 0; q < width; q += 16) {
+      // 16 consecutive columns n*P + j .. +15: one image n (P is a multiple of 16), pixels
+      // j .. j+15 across its output rows, lanes past the operand masked off.
+      const int64_t col = o0 + p * width + q, left = o0 + no - col;
+      float* d = dst + p * nk * width + q;
+      if (left <= 0) {
+        for (int64_t k = 0; k < nk; ++k) _mm512_storeu_ps(d + k * width, _mm512_setzero_ps());
+        continue;
+      }
+      const __mmask16 live =
+          left >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << left) - 1);
+      const int64_t n = col / P, j = col % P;
+      alignas(64) int32_t ohs[16], ows[16];
+      for (int l = 0; l < 16; ++l) ohs[l] = static_cast<int32_t>((j + l) / g.OW),
+                                   ows[l] = static_cast<int32_t>((j + l) % g.OW);
+      const __m512i oh = _mm512_load_si512(ohs), ow = _mm512_load_si512(ows);
+      const float* xn = x + n * xs + j;
+      int64_t c = k0 / taps, t = k0 % taps;
+      for (int64_t k = 0; k < nk; ++k) {
+        const int64_t dh = t / g.KW * g.DH - g.PT, dw = t % g.KW * g.DW - g.PL;
+        const __mmask16 m =
+            live &
+            _mm512_cmplt_epu32_mask(
+                _mm512_add_epi32(oh, _mm512_set1_epi32(static_cast<int32_t>(dh))), H) &
+            _mm512_cmplt_epu32_mask(
+                _mm512_add_epi32(ow, _mm512_set1_epi32(static_cast<int32_t>(dw))), W);
+        // Masked-off lanes are not read: the address is formed without leaving the image
+        // through pointer arithmetic.
+        const auto addr = reinterpret_cast<const float*>(
+            reinterpret_cast<std::uintptr_t>(xn + c * HW) +
+            static_cast<std::uintptr_t>((dh * g.W + dw) * 4));
+        _mm512_storeu_ps(d + k * width, _mm512_maskz_loadu_ps(m, addr));
+        if (++t == taps) t = 0, ++c;
+      }
+    }
+  return true;
+}
+
+}  // namespace cnnkit
