@@ -47,6 +47,14 @@ int check_packs() {
       // stride 2 and 4 with OW >= 16: AVX-512 blocks across two rows, clipped at both edges
       {2, 20, 80, 11, 11, 4, 4, 2, 2, 2, 2, 1, 1}, {3, 8, 41, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
       {2, 6, 70, 3, 5, 2, 4, 1, 0, 3, 2, 1, 1},
+      // "same" rows at stride 1 narrower than 16 (AVX-512 blocks across rows, one masked load):
+      // 8x8 3x3 pad 1, dilated, an even kernel padded on one side, a single row
+      {4, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 7, 7, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},
+      {3, 5, 6, 2, 4, 1, 1, 0, 1, 2, 1, 1, 1}, {2, 1, 9, 1, 3, 1, 1, 0, 0, 1, 1, 1, 1},
+      // ... and with 16k pixels a map (the batched forward's AVX-512 pack): 4x4 3x3 pad 1,
+      // dilated, fewer output rows than input ones
+      {4, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 4, 8, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},
+      {2, 6, 8, 3, 3, 1, 1, 0, 0, 1, 1, 1, 1},
   };
   int failures = 0;
   for (const G& q : geoms) {
@@ -119,6 +127,59 @@ int check_packs() {
                            (long long)q.KW, (long long)q.SH, (long long)q.SW, width,
                            (long long)o0, (long long)no, (long long)k0, (long long)nk);
             }
+          }
+        }
+      }
+    }
+    // The batched forward operand (batched_im2col_pack): 3 images, x_n at n*xs (xs past the
+    // image's end), columns n*npix + j, rows r; against each image's im2col.
+    const int64_t nb = 3, xs = s.C * s.H * s.W + 5, ncols = nb * npix;
+    std::vector<float> xb(nb * xs), colb(nb * rows * npix);
+    for (int64_t n = 0; n < nb; ++n) {
+      const std::vector<float> xn = bench::random_floats(s.C * s.H * s.W, 11 + n);
+      std::copy(xn.begin(), xn.end(), xb.begin() + n * xs);
+      cnnkit::im2col(colb.data() + n * rows * npix, xn.data(), g);
+    }
+    for (int width : {1, 6, 8, 16, 24, 32, 48, 64}) {
+      const int64_t o3 = ncols / 3 / 16 * 16, k2 = rows / 2;
+      const int64_t ranges[][4] = {{0, ncols, 0, rows},
+                                   {o3, ncols - o3, k2, rows - k2},
+                                   {16, ncols - 20, 1, rows - 2},
+                                   {1, ncols - 2, 1, rows - 2},
+                                   {ncols - 1, 1, rows - 1, 1}};
+      for (const auto& r : ranges) {
+        const int64_t o0 = r[0], no = std::min(r[1], ncols - o0), k0 = r[2],
+                      nk = std::min(r[3], rows - k0);
+        if (no < 1 || nk < 1) continue;
+        const int64_t panels = (no + width - 1) / width, n = panels * nk * width;
+        std::vector<float> want(n);
+        for (int64_t p = 0; p < panels; ++p)
+          for (int64_t k = 0; k < nk; ++k)
+            for (int e = 0; e < width; ++e) {
+              const int64_t o = o0 + p * width + e;
+              want[(p * nk + k) * width + e] =
+                  p * width + e < no
+                      ? colb[o / npix * rows * npix + (k0 + k) * npix + o % npix]
+                      : 0.0f;
+            }
+        for (int variant = 0; variant < 2; ++variant) {  // 0: the active tier's; 1: AVX-512
+          std::vector<float> got(n, std::numeric_limits<float>::quiet_NaN());
+          bool ran = variant == 0;
+          if (ran) cnnkit::batched_im2col_pack(xb.data(), xs, g, o0, no, k0, nk, width, got.data());
+#ifdef CNNKIT_HAVE_AVX512
+          if (variant == 1 && avx512)
+            ran = cnnkit::batched_im2col_pack__avx512(xb.data(), xs, g, o0, no, k0, nk, width,
+                                                      got.data());
+#endif
+          if (ran && std::memcmp(got.data(), want.data(), n * sizeof(float)) != 0) {
+            ++failures;
+            std::fprintf(stderr,
+                         "PACK MISMATCH: batched %s pack, geometry C%lld H%lld W%lld k%lldx%lld "
+                         "s%lld,%lld, width %d, o0 %lld no %lld k0 %lld nk %lld\n",
+                         variant ? "avx512" : "operand", (long long)q.C, (long long)q.H,
+                         (long long)q.W, (long long)q.KH, (long long)q.KW, (long long)q.SH,
+                         (long long)q.SW, width, (long long)o0, (long long)no, (long long)k0,
+                         (long long)nk);
           }
         }
       }

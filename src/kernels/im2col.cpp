@@ -183,6 +183,29 @@ void Im2colHwcOperand::pack(int64_t o0, int64_t no, int64_t k0, int64_t nk, int 
   }
 }
 
+void batched_im2col_pack(const float* x, int64_t xs, const Im2colShape& g, int64_t o0,
+                         int64_t no, int64_t k0, int64_t nk, int width, float* dst) {
+#ifdef CNNKIT_HAVE_AVX512
+  if (active_simd_tier() == SimdTier::avx512 &&
+      batched_im2col_pack__avx512(x, xs, g, o0, no, k0, nk, width, dst))
+    return;
+#endif
+  const int64_t P = g.OH * g.OW, taps = g.KH * g.KW, panels = (no + width - 1) / width;
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t k = 0; k < nk; ++k) {
+      const int64_t r = k0 + k, c = r / taps, t = r % taps;
+      const int64_t dh = t / g.KW * g.DH - g.PT, dw = t % g.KW * g.DW - g.PL;
+      float* d = dst + (p * nk + k) * width;
+      for (int64_t i = 0; i < width; ++i) {
+        const int64_t o = o0 + p * width + i, j = o % P;
+        const int64_t ih = j / g.OW * g.SH + dh, iw = j % g.OW * g.SW + dw;
+        d[i] = p * width + i < no && ih >= 0 && ih < g.H && iw >= 0 && iw < g.W
+                   ? x[o / P * xs + (c * g.H + ih) * g.W + iw]
+                   : 0.0f;
+      }
+    }
+}
+
 void chw_to_hwc(float* xt, const float* x, int64_t C, int64_t HW) {
 #ifdef CNNKIT_HAVE_AVX2
   if (use_avx2()) {

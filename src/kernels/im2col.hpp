@@ -93,4 +93,31 @@ void chw_to_hwc__avx2(float* xt, const float* x, int64_t C, int64_t HW);
 bool im2col_pack__avx512(const float* x, const Im2colShape& g, int64_t o0, int64_t no,
                          int64_t k0, int64_t nk, int width, float* dst);
 
+// The batched path's transposed operand (ops/conv2d_batched.cpp, PaddedIm2colOperand): panel
+// lane rr, row k = xpad[(r / taps)*HWp + ofs[(r % taps)*ld] + ofs[k0 + k]] for r = o0 + p*width
+// + rr < o0 + no, else 0 (ofs: the offset table, tap 0's row first, ofs[0] == 0). Returns
+// false, writing nothing, when width is not 16, 32, 48 or 64 or xpad has 2^31 floats or more.
+bool padded_im2col_transposed_pack__avx512(const float* xpad, int64_t xpad_floats,
+                                           const int64_t* ofs, int64_t ld, int64_t HWp,
+                                           int64_t taps, int64_t o0, int64_t no, int64_t k0,
+                                           int64_t nk, int width, float* dst);
+
+// The batched forward operand straight from the images, no padded copy: X(o = column n*P + j,
+// k = row r) = col_n(r, j), col_n the im2col matrix of image n at x + n*xs (geometry g, one
+// image's, P = OH*OW). Applies to "same" rows at stride 1 (OW == W, so pixel j of a tap reads
+// x[plane + j + dh*W + dw]) with P a multiple of 16: every 16 columns starting at a multiple
+// of 16 are one image's, one masked load per row of col.
+inline bool batched_same_rows(const Im2colShape& g) {
+  return g.SH == 1 && g.SW == 1 && g.OW == g.W && g.OH * g.OW % 16 == 0;
+}
+// The portable pack of that operand for any geometry and range, element by element, or the
+// AVX-512 one where it applies and the active tier is avx512 (the same floats).
+void batched_im2col_pack(const float* x, int64_t xs, const Im2colShape& g, int64_t o0,
+                         int64_t no, int64_t k0, int64_t nk, int width, float* dst);
+// Returns false, writing nothing, unless batched_same_rows(g), width a multiple of 16 and o0
+// of 16, and the plane indices fit int32.
+bool batched_im2col_pack__avx512(const float* x, int64_t xs, const Im2colShape& g,
+                                 int64_t o0, int64_t no, int64_t k0, int64_t nk, int width,
+                                 float* dst);
+
 }  // namespace cnnkit

@@ -25,16 +25,26 @@ using im2col_detail::TapWalker;
 
 // How the 16 pixels of a block lie on the input (see the file head).
 struct Block16 {
-  enum Kind { empty, one_row, one_row_strided, two_rows, two_rows_strided, scattered } kind;
+  enum Kind {
+    empty, one_row, one_row_strided, two_rows, two_rows_strided, same_rows, scattered
+  } kind;
   int64_t ohs, ow;         // all but scattered: the first pixel's oh*SH and ow
   int64_t ohs2, split;     // two_rows*: the second row's oh*SH; lanes [0, split) in the first
   __mmask16 first;         // two_rows*: the mask of lanes [0, split)
-  __m512i lane_ohs, lane_ows;  // scattered, one_row_strided: oh*SH and ow*SW lane by lane
-  __mmask16 live;          // scattered, one_row_strided: lanes inside the operand
+  __m512i lane_ohs, lane_ows;  // scattered, one_row_strided, same_rows: oh*SH and ow*SW
+  __mmask16 live;          // scattered, one_row_strided, same_rows: lanes inside the operand
+  int64_t j0;              // same_rows: the first pixel
 };
 
 CNNKIT_INLINE __m512i iota16() {
   return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+
+// Stride 1 with as many output columns as input ones ("same" padding across): pixel j reads
+// x[plane + j + dh*W + dw] for every tap, so a block of consecutive pixels, across any number
+// of output rows, is one contiguous run of the plane, masked where it leaves a row or the image.
+CNNKIT_INLINE bool same_rows(const Im2colShape& g) {
+  return g.SH == 1 && g.SW == 1 && g.OW == g.W;
 }
 
 CNNKIT_INLINE Block16 block16(const Im2colShape& g, int64_t j0, int lanes) {
@@ -56,7 +66,9 @@ CNNKIT_INLINE Block16 block16(const Im2colShape& g, int64_t j0, int lanes) {
     return b;
   }
   b.kind = lanes == 16 && ow + 16 <= g.OW && strided ? Block16::one_row_strided
-                                                      : Block16::scattered;
+           : same_rows(g)                           ? Block16::same_rows
+                                                    : Block16::scattered;
+  b.j0 = j0;
   alignas(64) int32_t a[16], c[16];
   int64_t h = oh, w = ow;
   for (int t = 0; t < 16; ++t) {
@@ -178,6 +190,18 @@ CNNKIT_INLINE __m512 load_tap16(const float* x, const Im2colShape& g, const Tap&
                                               g.W, g.SW)
                           : _mm512_setzero_ps();
     return _mm512_mask_blend_ps(b.first, v2, v1);
+  } else if constexpr (K == Block16::same_rows) {
+    // One masked load: lanes whose ih or iw leaves the image (unsigned compares catch < 0) and
+    // lanes past the operand stay 0 and are not read.
+    const __m512i ih = _mm512_add_epi32(b.lane_ohs, _mm512_set1_epi32(static_cast<int32_t>(t.dh)));
+    const __m512i iw = _mm512_add_epi32(b.lane_ows, _mm512_set1_epi32(static_cast<int32_t>(t.dw)));
+    const __mmask16 m =
+        b.live & _mm512_cmplt_epu32_mask(ih, _mm512_set1_epi32(static_cast<int32_t>(g.H))) &
+        _mm512_cmplt_epu32_mask(iw, _mm512_set1_epi32(static_cast<int32_t>(g.W)));
+    const auto addr = reinterpret_cast<const float*>(
+        reinterpret_cast<std::uintptr_t>(x + t.plane) +
+        static_cast<std::uintptr_t>((b.j0 + t.dh * g.W + t.dw) * 4));
+    return _mm512_maskz_loadu_ps(m, addr);
   } else {
     return gather_tap16(x, g, t, b);
   }
@@ -192,6 +216,7 @@ void with_kind16(const Block16& b, F&& f) {
     case B::one_row_strided: return f(std::integral_constant<B::Kind, B::one_row_strided>{});
     case B::two_rows: return f(std::integral_constant<B::Kind, B::two_rows>{});
     case B::two_rows_strided: return f(std::integral_constant<B::Kind, B::two_rows_strided>{});
+    case B::same_rows: return f(std::integral_constant<B::Kind, B::same_rows>{});
     case B::scattered: return f(std::integral_constant<B::Kind, B::scattered>{});
   }
 }
@@ -201,8 +226,9 @@ void with_kind16(const Block16& b, F&& f) {
 bool im2col_pack__avx512(const float* x, const Im2colShape& g, int64_t o0, int64_t no,
                          int64_t k0, int64_t nk, int width, float* dst) {
   // Output rows narrower than a block would make every block a gather: the AVX2 pack's
-  // 8-pixel blocks then fit rows better.
-  if (width % 16 != 0 || !fits_int32(g) || g.OW < 16) return false;
+  // 8-pixel blocks then fit rows better, unless the rows are "same" ones at stride 1, whose
+  // blocks are single masked loads across rows (same_rows).
+  if (width % 16 != 0 || !fits_int32(g) || (g.OW < 16 && !same_rows(g))) return false;
   const int64_t groups = width / 16, blocks = (no + width - 1) / width * groups;
   // Loop order: chunks of blocks (classified once), then a few taps at a time across the
   // chunk's blocks. A block reads one input row per tap, so few taps at a time keep few rows

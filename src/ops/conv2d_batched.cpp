@@ -2,7 +2,9 @@
 // conv2d_batched.hpp). The batch runs in chunks of nb images fixed by the shape (col capped at
 // kMaxColFloats), each group of a grouped convolution in turn; within a chunk:
 //   col [K, nb*P]  (K = C/G*KH*KW, P = OH*OW; column n*P + j: pixel j of image n) of x, never
-//            materialised: the GEMMs pack it from a zero-padded copy of x (PaddedIm2colOperand)
+//            materialised: the GEMMs pack it from a zero-padded copy of x (PaddedIm2colOperand),
+//            or the forward's straight from x for "same" rows at stride 1 with 16k pixels a
+//            map on the avx512 tier (batched_im2col_pack: one masked load per 16 columns)
 //   forward  yt [OC/G, nb*P] = w_g · col + b_g (the GEMM's row-bias epilogue), scattered to y
 //   backward dyt [OC/G, nb*P] gathered from dy; dw_g (+)= dyt · colᵀ (chunk 0 overwrites,
 //            later chunks add in chunk order, B = colᵀ packed from xpad); the scratch of xpad
@@ -18,6 +20,7 @@
 #include <cstring>
 
 #include "kernels/gemm.hpp"
+#include "kernels/im2col.hpp"
 #include "ops/conv2d_rotated.hpp"
 #include "parallel.hpp"
 
@@ -121,10 +124,16 @@ class PaddedIm2colOperand final : public GemmOperand {
   // transposed: colᵀ instead, X(o = row r, k = column n*P + j), the weight gradient's B.
   PaddedIm2colOperand(const float* x, int64_t xs, int64_t nb, const Conv2dShape& s,
                       float* buf, bool transposed = false)
-      : s_(s), pg_(pad_geom(s)), ld_(nb * s.OH * s.OW), transposed_(transposed) {
+      : s_(s), pg_(pad_geom(s)), ld_(nb * s.OH * s.OW), transposed_(transposed),
+        xpad_n_(nb * (s.C / s.G) * pg_.Hp * pg_.Wp), tier_(active_simd_tier()), x_(x), xs_(xs),
+        g_{s.C / s.G, s.H, s.W, s.KH, s.KW, s.SH, s.SW, s.PT, s.PL, s.DH, s.DW, s.OH, s.OW} {
     const int64_t C = s.C / s.G, HWp = pg_.Hp * pg_.Wp;
     xpad_ = buf;
     ofs_ = reinterpret_cast<int64_t*>(buf + xpad_floats(s, nb));
+    // The forward operand of "same" rows at stride 1 packs straight from x on the avx512 tier
+    // (batched_im2col_pack__avx512): no padded copy, no offset table.
+    direct_ = !transposed && tier_ == SimdTier::avx512 && batched_same_rows(g_);
+    if (direct_) return;
     parallel_for(nb * C, nb * C * HWp, [&](int64_t u0, int64_t u1, int) {
       for (int64_t u = u0; u < u1; ++u) {
         const float* xc = x + u / C * xs + u % C * s.H * s.W;
@@ -161,7 +170,17 @@ class PaddedIm2colOperand final : public GemmOperand {
             float* dst) const override {
     const int64_t panels = (no + width - 1) / width, taps = s_.KH * s_.KW;
     const int64_t HWp = pg_.Hp * pg_.Wp;
+    if (direct_) {
+      batched_im2col_pack(x_, xs_, g_, o0, no, k0, nk, width, dst);
+      return;
+    }
     if (transposed_) {
+#ifdef CNNKIT_HAVE_AVX512
+      if (tier_ == SimdTier::avx512 &&
+          padded_im2col_transposed_pack__avx512(xpad_, xpad_n_, ofs_, ld_, HWp, taps, o0, no, k0,
+                                                nk, width, dst))
+        return;
+#endif
       // Panel p, lane rr: row o0 + p*width + rr of col along columns k0 .. k0+nk-1.
       for (int64_t p = 0; p < panels; ++p) {
         float* d = dst + p * nk * width;
@@ -219,6 +238,12 @@ class PaddedIm2colOperand final : public GemmOperand {
   PadGeom pg_;
   int64_t ld_;
   bool transposed_;
+  int64_t xpad_n_;  // floats of xpad
+  SimdTier tier_;
+  const float* x_;  // the images (stride xs_), read in place when direct_
+  int64_t xs_;
+  Im2colShape g_;   // one image's geometry, the group's channels
+  bool direct_ = false;
   float* xpad_;
   int64_t* ofs_;
 };
