@@ -9,6 +9,11 @@ try:  # PyTorch is a second opinion only: tests that need it skip without it
 except ImportError:  # pragma: no cover
     torch = None
 
+# True in tests/sanitize.sh's run (libasan preloaded): a few tests measure what ASan changes by
+# design (resident memory held in its quarantine, its own SIGSEGV handler, its shadow memory under
+# an address-space cap) and adapt or skip there.
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
+
 needs_torch = None
 try:
     import pytest
