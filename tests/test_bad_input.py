@@ -139,11 +139,11 @@ IDS = [e.id for e in bad_input_corpus.ENTRIES]
 
 
 def _server_env(**extra):
-    """The server's environment: cnnkit from this checkout, and NumPy's OpenBLAS without its
-    worker thread, so the server forks with one thread."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", **extra)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent / "python"), env.get("PYTHONPATH")]))
-    return env
+    """The server's environment: the cnnkit this test run imports (installed, as in CI, or a
+    development build), and NumPy's OpenBLAS without its worker thread, so the server forks
+    with one thread."""
+    from helpers import child_env  # here, not at the top: the server itself must not import torch
+    return child_env(OPENBLAS_NUM_THREADS="1", **extra)
 
 
 @pytest.fixture(scope="module")
