@@ -111,6 +111,16 @@ FArray as_float_shaped(py::handle obj, const Shape& want, const std::string& op,
   return to_float(a);
 }
 
+// Two arrays of one shape, as float32: `first` gives the shape and `second` must have it. Both
+// are checked before either is converted, so a mismatched huge view is never copied.
+std::pair<FArray, FArray> same_shape_pair(py::handle first, const char* first_name,
+                                          py::handle second, const char* second_name,
+                                          const std::string& op) {
+  py::array fa = real_array(first, op, first_name);
+  FArray sa = as_float_shaped(second, Shape(fa.shape(), fa.shape() + fa.ndim()), op, second_name);
+  return {to_float(fa), std::move(sa)};
+}
+
 std::optional<FArray> optional_float(py::handle obj, const std::string& op, const char* name) {
   if (obj.is_none()) return std::nullopt;
   return as_float(obj, op, name);
@@ -517,9 +527,7 @@ FArray unary(py::handle x_obj, Unary f, const std::string& op, py::handle out) {
 // out may be grad_output or y itself (in place).
 FArray unary_backward(py::handle dy_obj, py::handle y_obj, UnaryBackward f,
                       const std::string& op, py::handle out) {
-  py::array ya = real_array(y_obj, op, "output");
-  FArray dy = as_float_shaped(dy_obj, Shape(ya.shape(), ya.shape() + ya.ndim()), op, "grad_output");
-  FArray y = to_float(ya);
+  auto [y, dy] = same_shape_pair(y_obj, "output", dy_obj, "grad_output", op);
   FArray dx = output<float>(out, Shape(y.shape(), y.shape() + y.ndim()), op, "out", {&dy, &y},
                             true);
   {
@@ -647,9 +655,7 @@ bool tensors_fit(py::handle shapes, const std::vector<std::vector<py::array>*>& 
 
 // Predictions and targets of an elementwise loss: any shape, the same for both.
 std::pair<FArray, FArray> loss_inputs(py::handle x_obj, py::handle t_obj, const std::string& op) {
-  py::array xa = real_array(x_obj, op, "input");
-  FArray t = as_float_shaped(t_obj, Shape(xa.shape(), xa.shape() + xa.ndim()), op, "target");
-  return {to_float(xa), std::move(t)};
+  return same_shape_pair(x_obj, "input", t_obj, "target", op);
 }
 
 // Logits (N, K) and class-probability targets (N, K) of the soft-label cross-entropy.
@@ -1122,10 +1128,8 @@ PYBIND11_MODULE(_core, m) {
       "softmax_backward",
       [](py::handle dy_obj, py::handle y_obj, py::handle out) {
         const std::string op = "softmax_backward";
-        py::array ya = real_array(y_obj, op, "output");
-        Shape shape(ya.shape(), ya.shape() + ya.ndim());
-        FArray dy = as_float_shaped(dy_obj, shape, op, "grad_output");
-        FArray y = to_float(ya);
+        auto [y, dy] = same_shape_pair(y_obj, "output", dy_obj, "grad_output", op);
+        const Shape shape(y.shape(), y.shape() + y.ndim());
         auto [rows, cols] = rows_cols(y, op, "output");
         FArray dx = output<float>(out, shape, op, "out", {&dy, &y}, true);
         {
@@ -1195,10 +1199,8 @@ PYBIND11_MODULE(_core, m) {
       "dropout_backward",
       [](py::handle dy_obj, py::handle mask_obj, py::handle out) {
         const std::string op = "dropout_backward";
-        py::array ma = real_array(mask_obj, op, "mask");
-        const Shape shape(ma.shape(), ma.shape() + ma.ndim());
-        FArray dy = as_float_shaped(dy_obj, shape, op, "grad_output");
-        FArray mask = to_float(ma);
+        auto [mask, dy] = same_shape_pair(mask_obj, "mask", dy_obj, "grad_output", op);
+        const Shape shape(mask.shape(), mask.shape() + mask.ndim());
         FArray dx = output<float>(out, shape, op, "out", {&dy, &mask}, true);
         {
           py::gil_scoped_release nogil;
@@ -1213,10 +1215,8 @@ PYBIND11_MODULE(_core, m) {
       "add",
       [](py::handle a_obj, py::handle b_obj, py::handle out) {
         const std::string op = "add";
-        py::array aa = real_array(a_obj, op, "a");
-        const Shape shape(aa.shape(), aa.shape() + aa.ndim());
-        FArray b = as_float_shaped(b_obj, shape, op, "b");
-        FArray a = to_float(aa);
+        auto [a, b] = same_shape_pair(a_obj, "a", b_obj, "b", op);
+        const Shape shape(a.shape(), a.shape() + a.ndim());
         FArray y = output<float>(out, shape, op, "out", {&a, &b}, true);
         {
           py::gil_scoped_release nogil;
