@@ -74,59 +74,61 @@ def kills(d, n, rng):
     return unreadable == 0 and stale_after == 0
 
 
-def flips(d, n, rng):
+def saved_model_bytes(d):
+    """A small trained model, a batch of inputs, its predictions and the bytes of its file."""
     m, x = small_model()
-    path = os.path.join(d, "flipped.cnnkit")
+    path = os.path.join(d, "original.cnnkit")
     m.save(path)
-    data = open(path, "rb").read()
-    want = m.predict(x)
-    rejected = harmless = silent = escaped = 0
+    with open(path, "rb") as f:
+        return x, m.predict(x), f.read()
+
+
+def load_damaged(path, content, x):
+    """Writes content to path and loads it: ("rejected", None) for a CheckpointError,
+    ("escaped", "Type: message") for any other exception, else ("loaded", the predictions of x)."""
+    with open(path, "wb") as f:
+        f.write(content)
+    try:
+        return "loaded", cnnkit.load_model(path).predict(x)
+    except CheckpointError:
+        return "rejected", None
+    except Exception as e:  # noqa: BLE001 -- counting what escapes is the point
+        return "escaped", f"{type(e).__name__}: {e}"
+
+
+def flips(d, n, rng, original):
+    x, want, data = original
+    path = os.path.join(d, "flipped.cnnkit")
+    counts = {"rejected": 0, "unchanged": 0, "different": 0, "escaped": 0}
     for _ in range(n):
         bad = bytearray(data)
         pos = int(rng.integers(len(bad)))
         bad[pos] ^= 1 << int(rng.integers(8))
-        with open(path, "wb") as f:
-            f.write(bad)
-        try:
-            got = cnnkit.load_model(path).predict(x)
-        except CheckpointError:
-            rejected += 1
-            continue
-        except Exception as e:  # noqa: BLE001 -- counting what escapes is the point
-            escaped += 1
-            print(f"  flip at byte {pos}: {type(e).__name__}: {e}")
-            continue
-        if np.array_equal(got, want):
-            harmless += 1
-        else:
-            silent += 1
-            print(f"  flip at byte {pos}: a different model loaded")
-    print(f"flips: {n} single-bit flips in a {len(data)}-byte file; rejected {rejected}, "
-          f"loaded unchanged {harmless}, loaded a different model {silent}, other exceptions {escaped}")
-    return silent == 0 and escaped == 0
+        outcome, got = load_damaged(path, bad, x)
+        if outcome == "loaded":
+            outcome = "unchanged" if np.array_equal(got, want) else "different"
+        counts[outcome] += 1
+        if outcome in ("different", "escaped"):
+            print(f"  flip at byte {pos}: " + ("a different model loaded" if outcome == "different" else got))
+    print(f"flips: {n} single-bit flips in a {len(data)}-byte file; rejected {counts['rejected']}, "
+          f"loaded unchanged {counts['unchanged']}, loaded a different model {counts['different']}, "
+          f"other exceptions {counts['escaped']}")
+    return counts["different"] == 0 and counts["escaped"] == 0
 
 
-def truncations(d, n, rng):
-    m, _ = small_model()
+def truncations(d, n, rng, original):
+    x, _, data = original
     path = os.path.join(d, "cut.cnnkit")
-    m.save(path)
-    data = open(path, "rb").read()
-    rejected = other = 0
+    rejected = 0
     for _ in range(n):
         cut = int(rng.integers(len(data)))
-        with open(path, "wb") as f:
-            f.write(data[:cut])
-        try:
-            cnnkit.load_model(path)
-            other += 1
-            print(f"  truncated to {cut} bytes: loaded")
-        except CheckpointError:
+        outcome, got = load_damaged(path, data[:cut], x)
+        if outcome == "rejected":
             rejected += 1
-        except Exception as e:  # noqa: BLE001
-            other += 1
-            print(f"  truncated to {cut} bytes: {type(e).__name__}: {e}")
-    print(f"truncations: {n} random lengths; rejected with CheckpointError {rejected}, otherwise {other}")
-    return other == 0
+        else:
+            print(f"  truncated to {cut} bytes: " + ("loaded" if outcome == "loaded" else got))
+    print(f"truncations: {n} random lengths; rejected with CheckpointError {rejected}, otherwise {n - rejected}")
+    return rejected == n
 
 
 def main():
@@ -139,7 +141,9 @@ def main():
     cnnkit.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory() as d:
-        ok = [kills(d, args.kills, rng), flips(d, args.flips, rng), truncations(d, args.truncations, rng)]
+        original = saved_model_bytes(d)
+        ok = [kills(d, args.kills, rng), flips(d, args.flips, rng, original),
+              truncations(d, args.truncations, rng, original)]
     sys.exit(0 if all(ok) else 1)
 
 

@@ -537,6 +537,19 @@ FArray unary_backward(py::handle dy_obj, py::handle y_obj, UnaryBackward f,
   return dx;
 }
 
+// Input (*, IN) and weight (OUT, IN) of a linear layer, checked before either is converted;
+// returns the output's shape (*, OUT).
+Shape linear_checked(const py::array& xa, const py::array& wa, const std::string& op) {
+  expect_ndim(wa, 2, op, "weight", "(out_features, in_features)");
+  if (xa.ndim() < 1 || xa.shape(xa.ndim() - 1) != wa.shape(1))
+    throw py::value_error(op + ": input of shape " + shape_str(xa) + " must end in " +
+                          std::to_string(wa.shape(1)) + " features to match weight of shape " +
+                          shape_str(wa));
+  Shape ys(xa.shape(), xa.shape() + xa.ndim());
+  ys.back() = wa.shape(0);
+  return ys;
+}
+
 // Rows and columns of an array seen as [rows, last axis].
 std::pair<int64_t, int64_t> rows_cols(const FArray& a, const std::string& op, const char* name) {
   if (a.ndim() < 1)
@@ -1032,16 +1045,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::handle x_obj, py::handle w_obj, py::handle bias, py::handle out) {
         const std::string op = "linear";
         py::array xa = real_array(x_obj, op, "input"), wa = real_array(w_obj, op, "weight");
-        expect_ndim(wa, 2, op, "weight", "(out_features, in_features)");
-        if (xa.ndim() < 1 || xa.shape(xa.ndim() - 1) != wa.shape(1))
-          throw py::value_error(op + ": input of shape " + shape_str(xa) + " must end in " +
-                                std::to_string(wa.shape(1)) + " features to match weight of shape " +
-                                shape_str(wa));
+        const Shape ys = linear_checked(xa, wa, op);
         std::optional<FArray> b;
         if (!bias.is_none()) b = as_float_shaped(bias, {wa.shape(0)}, op, "bias");
         FArray x = to_float(xa), w = to_float(wa);
-        Shape ys(x.shape(), x.shape() + x.ndim());
-        ys.back() = w.shape(0);
         FArray y = output<float>(out, ys, op, "out", {&x, &w});
         const int64_t IN = w.shape(1), OUT = w.shape(0), N = IN ? x.size() / IN : 0;
         {
@@ -1058,13 +1065,7 @@ PYBIND11_MODULE(_core, m) {
          bool need_db, py::handle out) {
         const std::string op = "linear_backward";
         py::array xa = real_array(x_obj, op, "input"), wa = real_array(w_obj, op, "weight");
-        expect_ndim(wa, 2, op, "weight", "(out_features, in_features)");
-        if (xa.ndim() < 1 || xa.shape(xa.ndim() - 1) != wa.shape(1))
-          throw py::value_error(op + ": input of shape " + shape_str(xa) + " must end in " +
-                                std::to_string(wa.shape(1)) + " features to match weight of shape " +
-                                shape_str(wa));
-        Shape ys(xa.shape(), xa.shape() + xa.ndim());
-        ys.back() = wa.shape(0);
+        const Shape ys = linear_checked(xa, wa, op);
         FArray dy = as_float_shaped(dy_obj, ys, op, "grad_output");
         FArray x = to_float(xa), w = to_float(wa);
         const int64_t IN = w.shape(1), OUT = w.shape(0), N = IN ? x.size() / IN : 0;
