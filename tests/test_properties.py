@@ -196,6 +196,28 @@ def conv_valid(sizes, kernel, dilation, pads):
                for i, (s, k, d) in enumerate(zip(sizes, kernel, dilation)))
 
 
+def check_conv(name, forward, backward, sizes, geometry, ref, ref_backward, x, wt, b, rng, kind, need, nthreads):
+    """The conv property once the case is drawn: an invalid geometry (kernel larger than the
+    padded input) must raise ValueError from forward and backward; a valid one must match the
+    float64 reference, forward and the gradients asked for, on `nthreads` threads."""
+    c, oc, g, kernel, stride, dil, pads = geometry
+    if not conv_valid(sizes, kernel, dil, pads):
+        event("invalid: ValueError")
+        raises_value_error(forward)
+        raises_value_error(backward, np.zeros((x.shape[0], oc) + (1,) * len(sizes), np.float32))
+        return
+    event("path " + conv_path(c, oc, g, sizes, kernel, stride, dil, pads))
+    with threads(nthreads):
+        y = forward()
+    want = ref(x, wt, b)
+    check(y, want, ref(np.abs(x), np.abs(wt), None if b is None else np.abs(b)), kind, f"{name} forward")
+
+    dy = data(rng, kind, *want.shape)
+    with threads(nthreads):
+        got = backward(dy)
+    check_grads(got, ref_backward(dy, x, wt), ref_backward(np.abs(dy), np.abs(x), np.abs(wt)), need, kind, name)
+
+
 @given(case=conv_cases(2), need=needs, nthreads=thread_counts, seed=seeds)
 # found by the thorough profile: a grouped convolution of the phase path's sizes
 @example(case=(2, 4, 2, 2, (4, 63), (4, 4), (1, 3), (1, 1), "same", True, "ints"), need=(True, True, True),
@@ -222,24 +244,9 @@ def test_conv2d_matches_reference(case, need, nthreads, seed):
                                  input_grad=need[0], weight_grad=need[1], bias_grad=need[2])
 
     event("padding " + (padding if isinstance(padding, str) else "asym" if asym else type(padding).__name__))
-    if not conv_valid((h, w), kernel, dil, pads):
-        event("invalid: ValueError")
-        raises_value_error(forward)
-        dy = np.zeros((n, oc, 1, 1), np.float32)
-        raises_value_error(backward, dy)
-        return
-    event("path " + conv_path(c, oc, g, (h, w), kernel, stride, dil, pads))
-    with threads(nthreads):
-        y = forward()
-    ref = R.conv2d(x, wt, b, stride, pads, dil, g)
-    scale = R.conv2d(np.abs(x), np.abs(wt), None if b is None else np.abs(b), stride, pads, dil, g)
-    check(y, ref, scale, kind, "conv2d forward")
-
-    dy = data(rng, kind, *ref.shape)
-    with threads(nthreads):
-        got = backward(dy)
-    check_grads(got, R.conv2d_backward(dy, x, wt, stride, pads, dil, g),
-                R.conv2d_backward(np.abs(dy), np.abs(x), np.abs(wt), stride, pads, dil, g), need, kind, "conv2d")
+    check_conv("conv2d", forward, backward, (h, w), (c, oc, g, kernel, stride, dil, pads),
+               lambda *a: R.conv2d(*a, stride, pads, dil, g), lambda *a: R.conv2d_backward(*a, stride, pads, dil, g),
+               x, wt, b, rng, kind, need, nthreads)
 
 
 @given(case=conv_cases(1), need=needs, nthreads=thread_counts, seed=seeds)
@@ -265,23 +272,9 @@ def test_conv1d_matches_reference(case, need, nthreads, seed):
         return F.conv1d_backward(dy, x, wt, stride=s, padding=padding, dilation=d, groups=g,
                                  input_grad=need[0], weight_grad=need[1], bias_grad=need[2])
 
-    if not conv_valid((length,), (k,), (d,), pads):
-        event("invalid: ValueError")
-        raises_value_error(forward)
-        raises_value_error(backward, np.zeros((n, oc, 1), np.float32))
-        return
-    event("path " + conv_path(c, oc, g, (length,), (k,), (s,), (d,), pads))
-    with threads(nthreads):
-        y = forward()
-    ref = R.conv1d(x, wt, b, s, pads, d, g)
-    scale = R.conv1d(np.abs(x), np.abs(wt), None if b is None else np.abs(b), s, pads, d, g)
-    check(y, ref, scale, kind, "conv1d forward")
-
-    dy = data(rng, kind, *ref.shape)
-    with threads(nthreads):
-        got = backward(dy)
-    check_grads(got, R.conv1d_backward(dy, x, wt, s, pads, d, g),
-                R.conv1d_backward(np.abs(dy), np.abs(x), np.abs(wt), s, pads, d, g), need, kind, "conv1d")
+    check_conv("conv1d", forward, backward, (length,), (c, oc, g, (k,), (s,), (d,), pads),
+               lambda *a: R.conv1d(*a, s, pads, d, g), lambda *a: R.conv1d_backward(*a, s, pads, d, g),
+               x, wt, b, rng, kind, need, nthreads)
 
 
 # --- pooling ------------------------------------------------------------------------------------

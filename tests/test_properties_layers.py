@@ -143,31 +143,46 @@ def test_conv_layer_settings_are_checked_at_construction(c, oc, g, k, s, d, p):
 
 # --- pooling and padding layers ----------------------------------------------------------------
 
+def pool1d_settings(kernel, stride, padding):
+    """A 2-D pool case's 1-D counterpart on (N, C, W), made of the second entry of every
+    setting: the 1-D layer's (kernel, stride, padding) arguments, and the same pool as the 2-D
+    reference sees it (h = 1, kernel (1, k), stride (1, s), padding (0, p) or the string)."""
+    pad = padding if isinstance(padding, (int, str)) else padding[1]
+    args = (kernel[1], None if stride is None else stride[1], pad)
+    return args, (1, (1, kernel[1]), None if stride is None else (1, stride[1]),
+                  pad if isinstance(pad, str) else (0, pad))
+
+
+def pool_geometry_or_refusal(layer, one_d, n, c, h, w, kernel, stride, padding):
+    """(stride, pads) of a pool layer's case for the reference; for an invalid case (window
+    larger than the padded input, padding over half the window) None, after checking that
+    the layer's forward raises ValueError."""
+    s = kernel if stride is None else stride
+    pads = resolve_pads(padding, (n, c, h, w), kernel, s, (1, 1))
+    if pool_valid((h, w), kernel, pads):
+        return s, pads
+    event("invalid: ValueError")
+    with pytest.raises(ValueError):
+        layer.forward(np.zeros((n, c, w) if one_d else (n, c, h, w), np.float32))
+    return None
+
+
 @pytest.mark.parametrize("one_d", [False, True], ids=["MaxPool2d", "MaxPool1d"])
 @given(case=pool_cases(2), later=st.lists(batches, max_size=2), reuse=st.booleans(), kind=kinds, seed=seeds)
 def test_max_pool_layers_match_reference(case, one_d, later, reuse, kind, seed):
     n, c, (h, w), kernel, stride, padding = case
     if isinstance(padding, tuple) and len(padding) == 4:
         padding = padding[::2]
-    if one_d:  # MaxPool1d on (N, C, W): the second entry of every setting
-        h, kernel = 1, (1, kernel[1])
-        stride = None if stride is None else (1, stride[1])
-        padding = padding if isinstance(padding, (int, str)) else (0, padding[1])
-        layer = L.MaxPool1d(kernel[1], None if stride is None else stride[1],
-                            padding if isinstance(padding, (int, str)) else padding[1])
-        if isinstance(padding, int):
-            padding = (0, padding)
+    if one_d:
+        args, (h, kernel, stride, padding) = pool1d_settings(kernel, stride, padding)
+        layer = L.MaxPool1d(*args)
     else:
         layer = L.MaxPool2d(kernel, stride, padding)
     layer.reuse_buffers = reuse
-    s = kernel if stride is None else stride
-    pads = resolve_pads(padding, (n, c, h, w), kernel, s, (1, 1))
-    shape = (n, c, w) if one_d else (n, c, h, w)
-    if not pool_valid((h, w), kernel, pads):
-        event("invalid: ValueError")
-        with pytest.raises(ValueError):
-            layer.forward(np.zeros(shape, np.float32))
+    geometry = pool_geometry_or_refusal(layer, one_d, n, c, h, w, kernel, stride, padding)
+    if geometry is None:
         return
+    s, pads = geometry
     rng = np.random.default_rng(seed)
     for m in [n] + later:
         x4 = (rng.integers(-2, 3, size=(m, c, h, w)) if kind == "ints" else rng.standard_normal((m, c, h, w)))
@@ -189,22 +204,15 @@ def test_avg_pool_layers_match_reference(case, one_d, count_include_pad, later, 
     if isinstance(padding, tuple) and len(padding) == 4:
         padding = padding[::2]
     if one_d:
-        h, kernel = 1, (1, kernel[1])
-        stride = None if stride is None else (1, stride[1])
-        arg_pad = padding if isinstance(padding, (int, str)) else padding[1]
-        padding = arg_pad if isinstance(arg_pad, str) else (0, arg_pad)
-        layer = L.AvgPool1d(kernel[1], None if stride is None else stride[1], arg_pad, count_include_pad)
+        args, (h, kernel, stride, padding) = pool1d_settings(kernel, stride, padding)
+        layer = L.AvgPool1d(*args, count_include_pad)
     else:
         layer = L.AvgPool2d(kernel, stride, padding, count_include_pad)
     layer.reuse_buffers = reuse
-    s = kernel if stride is None else stride
-    pads = resolve_pads(padding, (n, c, h, w), kernel, s, (1, 1))
-    shape = (n, c, w) if one_d else (n, c, h, w)
-    if not pool_valid((h, w), kernel, pads):
-        event("invalid: ValueError")
-        with pytest.raises(ValueError):
-            layer.forward(np.zeros(shape, np.float32))
+    geometry = pool_geometry_or_refusal(layer, one_d, n, c, h, w, kernel, stride, padding)
+    if geometry is None:
         return
+    s, pads = geometry
     rng = np.random.default_rng(seed)
     squeeze = (lambda a: a[:, :, 0, :]) if one_d else (lambda a: a)
     for m in [n] + later:
