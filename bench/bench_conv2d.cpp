@@ -30,6 +30,21 @@ namespace {
 using cnnkit::Conv2dShape;
 using cnnkit::Im2colShape;
 
+// What a GEMM pack of no x nk elements writes at panel width `width`: panels of `width`
+// columns, k-major inside a panel, at(o, k) for o < no and zeros past it.
+template <class At>
+std::vector<float> packed_panels(int64_t no, int64_t nk, int width, At at) {
+  const int64_t panels = (no + width - 1) / width;
+  std::vector<float> want(panels * nk * width);
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t k = 0; k < nk; ++k)
+      for (int e = 0; e < width; ++e) {
+        const int64_t o = p * width + e;
+        want[(p * nk + k) * width + e] = o < no ? at(o, k) : 0.0f;
+      }
+  return want;
+}
+
 // Every pack (the operand's tier and, where it runs, the AVX2 one) of every panel width and a
 // spread of sub-ranges, against im2col; dst starts as NaN so an unwritten float shows.
 int check_packs() {
@@ -85,17 +100,13 @@ int check_packs() {
           const int64_t o0 = r[0], no = std::min(r[1], no_all - o0), k0 = r[2],
                         nk = std::min(r[3], nk_all - k0);
           if (no < 1 || nk < 1) continue;
-          const int64_t panels = (no + width - 1) / width, n = panels * nk * width;
-          std::vector<float> want(n);
-          for (int64_t p = 0; p < panels; ++p)
-            for (int64_t k = 0; k < nk; ++k)
-              for (int e = 0; e < width; ++e) {
-                const int64_t o = p * width + e;
-                int64_t row = trans ? o0 + o : k0 + k;
-                const int64_t pix = trans ? k0 + k : o0 + o;
-                if (trans == 2 && o < no) row = row % s.C * kk + row / s.C;
-                want[(p * nk + k) * width + e] = o < no ? col[row * npix + pix] : 0.0f;
-              }
+          const std::vector<float> want = packed_panels(no, nk, width, [&](int64_t o, int64_t k) {
+            int64_t row = trans ? o0 + o : k0 + k;
+            const int64_t pix = trans ? k0 + k : o0 + o;
+            if (trans == 2) row = row % s.C * kk + row / s.C;
+            return col[row * npix + pix];
+          });
+          const int64_t n = static_cast<int64_t>(want.size());
           const cnnkit::GemmOperand* ops[] = {&fwd, &bwd, &hwc};
           // variant 0: the operand (the active tier's pack); 1: AVX2; 2: AVX-512 (forward).
           for (int variant = 0; variant < 3; ++variant) {
@@ -151,17 +162,11 @@ int check_packs() {
         const int64_t o0 = r[0], no = std::min(r[1], ncols - o0), k0 = r[2],
                       nk = std::min(r[3], rows - k0);
         if (no < 1 || nk < 1) continue;
-        const int64_t panels = (no + width - 1) / width, n = panels * nk * width;
-        std::vector<float> want(n);
-        for (int64_t p = 0; p < panels; ++p)
-          for (int64_t k = 0; k < nk; ++k)
-            for (int e = 0; e < width; ++e) {
-              const int64_t o = o0 + p * width + e;
-              want[(p * nk + k) * width + e] =
-                  p * width + e < no
-                      ? colb[o / npix * rows * npix + (k0 + k) * npix + o % npix]
-                      : 0.0f;
-            }
+        const std::vector<float> want = packed_panels(no, nk, width, [&](int64_t o, int64_t k) {
+          const int64_t j = o0 + o;
+          return colb[j / npix * rows * npix + (k0 + k) * npix + j % npix];
+        });
+        const int64_t n = static_cast<int64_t>(want.size());
         for (int variant = 0; variant < 2; ++variant) {  // 0: the active tier's; 1: AVX-512
           std::vector<float> got(n, std::numeric_limits<float>::quiet_NaN());
           bool ran = variant == 0;
