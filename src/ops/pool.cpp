@@ -124,17 +124,16 @@ void max_forward_planes(float* y, int64_t* argmax, const float* x, const Pool2dS
       // (PyTorch's rule); `|`, not `||`, keeps the condition branch-free.
       // Only the taps some output reads inside the row: column ow * SW + kw - PL in [0, W)
       // for an ow in [0, OW). The others read padding for every output; looping over them
-      // would cost KW per row (a 2**40 kernel never finishes).
+      // would cost KW per row (a 2**40 kernel never finishes), and a tap right of the row
+      // (off > W - 1) would give hi = 1, as C++ truncates a negative (W - 1 - off) / SW to 0,
+      // and read (and point argmax) past the row.
       const int64_t kw0 = std::max<int64_t>(0, PL - (OW - 1) * SW);
       const int64_t kw1 = std::min<int64_t>(KW, W + PL);
       for (int64_t h = wh.lo; h < wh.hi; ++h) {
         for (int64_t kw = kw0; kw < kw1; ++kw) {
           const int64_t off = kw - PL;  // output ow reads input column ow * SW + off, off < W
           const int64_t lo = off >= 0 ? 0 : (-off + SW - 1) / SW;
-          // no output reads this tap when it lies right of the row (off > W - 1): C++'s
-          // division truncates a negative (W - 1 - off) / SW to 0, which would give hi = 1
-          // and read (and point argmax) past the row
-          const int64_t hi = off > W - 1 ? 0 : std::min<int64_t>(OW, (W - 1 - off) / SW + 1);
+          const int64_t hi = std::min<int64_t>(OW, (W - 1 - off) / SW + 1);
           const float* xr = xp + h * W + off;
           const int64_t base = h * W + off;
           for (int64_t ow = lo; ow < hi; ++ow) {
